@@ -1,0 +1,17 @@
+"""Errors meant for users: each message says what went wrong and what to do about it.
+
+Everything raised at a boundary (CLI, app) that is the user's input or setup, not a bug, is a
+`DiffSketchError`; the CLI prints its message and exits with status 2, the app shows it as a gr.Error.
+"""
+
+
+class DiffSketchError(Exception):
+    """A problem with the user's input or setup, with a message fit to show them."""
+
+
+class BadInputError(DiffSketchError, ValueError):
+    """An input (image, sketch, file, argument) that cannot be used as given."""
+
+
+class MissingWeightsError(DiffSketchError, FileNotFoundError):
+    """Pretrained weights that are neither in a local directory nor obtainable from the hub."""

@@ -1,0 +1,50 @@
+"""A plain DDIM + classifier-free-guidance loop over a Backbone, with a per-step callback.
+
+We write our own loop (rather than calling a diffusers pipeline) so callers can see every step: the
+trajectory feature mode records UNet activations at chosen timesteps, CDST generation batches samples.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .backbone import Backbone
+
+StepCallback = Callable[[int, int, torch.Tensor], None]  # (step index, timestep, latents x_t before the step)
+
+
+def initial_noise(shape: tuple[int, ...], seed: int | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Seeded noise drawn on the CPU, so the same seed gives the same latents on any device."""
+    gen = torch.Generator("cpu").manual_seed(seed) if seed is not None else None
+    return torch.randn(shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def ddim_sample(backbone: Backbone, cond: torch.Tensor, uncond: torch.Tensor | None = None, *,
+                steps: int = 50, guidance: float = 5.0, seed: int | None = 0, latent_hw: tuple[int, int] | None = None,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
+    """Sample latents z0 (B, 4, h, w), already divided back by nothing: they live in the scaled latent space
+    (divide by `backbone.scaling_factor` before decoding). `uncond` None means no guidance."""
+    unet, sched = backbone.unet, backbone.scheduler
+    h, w = latent_hw or (unet.config.sample_size, unet.config.sample_size)
+    batch = cond.shape[0]
+    latents = initial_noise((batch, unet.config.in_channels, h, w), seed, backbone.device, backbone.dtype)
+    sched.set_timesteps(steps, device=backbone.device)
+    embeds = cond if uncond is None else torch.cat([uncond.expand_as(cond), cond])
+    for i, t in enumerate(sched.timesteps):
+        if callback is not None:
+            callback(i, int(t), latents)
+        model_in = latents if uncond is None else torch.cat([latents, latents])
+        eps = unet(model_in, t, encoder_hidden_states=embeds).sample
+        if uncond is not None:
+            eps_u, eps_c = eps.chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        latents = sched.step(eps, t, latents, eta=0.0).prev_sample
+    return latents
+
+
+def ddim_grid(backbone: Backbone, steps: int) -> list[int]:
+    backbone.scheduler.set_timesteps(steps)
+    return [int(t) for t in backbone.scheduler.timesteps]
