@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+
+from diffsketch_core.errors import BadInputError
+from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps
+from diffsketch_core.strokes.format import END, LIFT, batch_fixed, polylines_to_stroke3
+from diffsketch_core.strokes.generate import generate, load_stroke_model
+from diffsketch_core.strokes.model import StrokeDenoiser
+
+CLASSES = ("circle", "line", "zigzag")
+
+
+def tiny_model(max_len=24):
+    torch.manual_seed(0)
+    return StrokeDenoiser(max_len=max_len, d_model=32, n_layers=2, n_heads=2, class_names=CLASSES, offset_scale=10.0)
+
+
+def toy_batch(max_len=24):
+    t = np.linspace(0, 2 * np.pi, 12)
+    shapes = [polylines_to_stroke3([np.column_stack([20 * np.cos(t), 20 * np.sin(t)])]),
+              polylines_to_stroke3([np.array([[0, 0], [40, 0]]), np.array([[0, 10], [40, 10]])]),
+              polylines_to_stroke3([np.array([[0, 0], [10, 10], [20, 0], [30, 10], [40, 0]])])]
+    b = batch_fixed(shapes * 4, max_len, 10.0)
+    return torch.from_numpy(b.offsets), torch.from_numpy(b.pen), torch.tensor([0, 1, 2] * 4)
+
+
+def test_forward_shapes_and_length_flexibility():
+    m = tiny_model()
+    for n in (24, 10):
+        eps, logits = m(torch.randn(3, n, 2), torch.tensor([0, 500, 999]), torch.tensor([0, 1, 3]))
+        assert eps.shape == (3, n, 2) and logits.shape == (3, n, 3)
+
+
+def test_a_few_training_steps_lower_the_loss():
+    m, diff = tiny_model(), StrokeDiffusion()
+    offsets, pen, labels = toy_batch()
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+
+    def loss_at(seed):
+        with torch.no_grad():
+            return float(diff.training_loss(m, offsets, pen, labels, generator=torch.Generator().manual_seed(seed))["loss"])
+
+    before = np.mean([loss_at(s) for s in range(5)])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        out = diff.training_loss(m, offsets, pen, labels, generator=gen)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    after = np.mean([loss_at(s) for s in range(5)])
+    assert after < 0.8 * before
+
+
+@pytest.mark.parametrize("method, steps", [("ddim", 30), ("ddpm", 1000)])
+def test_samplers_return_requested_count_and_finite_values(method, steps):
+    m, diff = tiny_model(), StrokeDiffusion()
+    schedule = uniform_timesteps(steps) if method == "ddim" else list(range(999, -1, -1))
+    res = diff.sample(m, torch.tensor([0, 1, 3, 3, 2]), schedule, method=method, guidance=2.0, seed=1)
+    assert res.offsets.shape == (5, 24, 2) and torch.isfinite(res.offsets).all()
+    assert res.nfe == steps and res.pen.shape == (5, 24)
+
+
+def test_sampling_is_deterministic_for_a_seed():
+    m, diff = tiny_model(), StrokeDiffusion()
+    a = diff.sample(m, torch.tensor([0, 1]), uniform_timesteps(10), seed=3)
+    b = diff.sample(m, torch.tensor([0, 1]), uniform_timesteps(10), seed=3)
+    c = diff.sample(m, torch.tensor([0, 1]), uniform_timesteps(10), seed=4)
+    assert torch.equal(a.offsets, b.offsets) and not torch.equal(a.offsets, c.offsets)
+
+
+def test_uniform_timesteps():
+    ts = uniform_timesteps(30)
+    assert len(ts) == 30 and ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True)
+
+
+def test_ddim_recovers_clean_data_with_perfect_noise_prediction():
+    """With the true eps, one DDIM jump from any t lands exactly on x0 (checks the update algebra)."""
+    diff = StrokeDiffusion()
+    x0, noise = torch.randn(2, 8, 2), torch.randn(2, 8, 2)
+    xt = diff.q_sample(x0, torch.tensor([700, 700]), noise)
+    torch.testing.assert_close(diff.ddim_step(xt, 700, -1, noise), x0, atol=1e-4, rtol=1e-4)
+
+
+def test_sketch_lengths_finds_first_end():
+    pen = torch.tensor([[0, 1, END, END], [0, 0, LIFT, 0]])
+    assert sketch_lengths(pen).tolist() == [2, 4]
+
+
+def test_save_load_fp16_round_trip(tmp_path):
+    from diffsketch_core.checkpoints import save_fp16
+
+    m = tiny_model()
+    save_fp16(m, tmp_path / "m")
+    loaded = load_stroke_model(tmp_path / "m")
+    assert loaded.config.class_names == list(CLASSES) or tuple(loaded.config.class_names) == CLASSES
+    x, t, y = torch.randn(1, 24, 2), torch.tensor([10]), torch.tensor([1])
+    torch.testing.assert_close(loaded(x, t, y)[1], m(x, t, y)[1], atol=2e-2, rtol=2e-2)
+    assert (tmp_path / "m" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(class_name="unicorn"), "Unknown class 'unicorn'.*circle, line, zigzag"),
+    (dict(n=0), "between 1 and"), (dict(n=10**6), "between 1 and"), (dict(sampler="magic"), "Unknown sampler"),
+])
+def test_generate_refuses_bad_requests(kwargs, match):
+    with pytest.raises(BadInputError, match=match):
+        generate(model=tiny_model(), **kwargs)
+
+
+def test_generate_with_tiny_model():
+    gen = generate("zigzag", n=3, steps=8, model=tiny_model())
+    assert len(gen.sketches) == 3 and gen.nfe == 8 and gen.class_names == ["zigzag"] * 3
+    assert all(s.shape[1] == 3 and np.isfinite(s).all() for s in gen.sketches)
