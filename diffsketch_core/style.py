@@ -1,0 +1,76 @@
+"""A trained style on disk: a folder with the generator (config.json + safetensors) and style.json (what it was
+trained with). Loading validates both and refuses styles made for a differently shaped backbone."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .backbone import Backbone
+from .errors import BadInputError
+from .generator import SketchGenerator
+
+STYLE_FORMAT = "diffsketch-style"
+STYLE_VERSION = 1
+_SHAPE_KEYS = ("block_out_channels", "layers_per_block", "cross_attention_dim", "vae_block_out_channels")
+
+
+@dataclass
+class Style:
+    generator: SketchGenerator
+    caption: str
+    resolution: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def timesteps(self) -> tuple[int, ...]:
+        return tuple(self.generator.config.timesteps)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.generator.save_pretrained(str(folder), safe_serialization=True)
+        info = {"format": STYLE_FORMAT, "version": STYLE_VERSION, "caption": self.caption,
+                "resolution": self.resolution, "timesteps": list(self.timesteps),
+                "backbone": self.generator.config.backbone, "saved": time.strftime("%Y-%m-%d %H:%M:%S")} | self.meta
+        (folder / "style.json").write_text(json.dumps(info, indent=2))
+        return folder
+
+
+def check_compatible(style_backbone: dict | None, backbone: Backbone) -> None:
+    theirs = style_backbone or {}
+    ours = backbone.fingerprint
+    diffs = [k for k in _SHAPE_KEYS if theirs.get(k) != ours.get(k)]
+    if diffs:
+        raise BadInputError(f"This style was trained on a different backbone ('{theirs.get('source', '?')}', "
+                            f"differing in {', '.join(diffs)}) than the one loaded ('{ours['source']}'). "
+                            "Load the backbone it was made with.")
+
+
+def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
+    folder = Path(folder)
+    info_path = folder / "style.json"
+    if not info_path.is_file() or not (folder / "config.json").is_file():
+        raise BadInputError(f"{folder} is not a DiffSketch style (style.json and config.json are missing).")
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInputError(f"{info_path} is not valid JSON.") from None
+    if info.get("format") != STYLE_FORMAT:
+        raise BadInputError(f"{folder} is not a DiffSketch style (format {info.get('format')!r}).")
+    if info.get("version", 0) > STYLE_VERSION:
+        raise BadInputError(f"This style was saved by a newer version (style format {info['version']}); please update.")
+    if not any(folder.glob("*.safetensors")):
+        raise BadInputError(f"{folder} has no safetensors weights (only safetensors styles are accepted).")
+    try:
+        gen = SketchGenerator.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:
+        raise BadInputError(f"Could not load the style's generator from {folder}: {exc}") from None
+    if backbone is not None:
+        check_compatible(gen.config.backbone, backbone)
+        gen.to(backbone.device)
+    meta = {k: v for k, v in info.items() if k not in {"caption", "resolution"}}
+    return Style(gen.eval(), info.get("caption", ""), int(info.get("resolution", 512)), meta)
