@@ -1,41 +1,97 @@
-"""DiffSketch Studio: the Gradio app. Layout and events only; every computation lives in diffsketch_core.
+"""DiffSketch Studio: the Gradio app. Layout, events and per-user state only; every computation lives in
+diffsketch_core.
 
 Run: python app.py   (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override host and port)
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
 import tempfile
+import threading
+import time
+import zipfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
+from diffsketch_core import settings
+from diffsketch_core.backbone import TINY, Backbone, load_backbone
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.extractors import METHODS, extract_sketch
+from diffsketch_core.jobs import JobResult, iterate_events
+from diffsketch_core.losses import load_clip
+from diffsketch_core.photo2sketch import PhotoToSketch, finish
+from diffsketch_core.style import load_style, pack_style, unpack_style
+from diffsketch_core.training import OneShotTrainer, TrainConfig, TrainEvent
+
+try:  # on a ZeroGPU Space this requests a GPU for the call; elsewhere it returns the function unchanged
+    from spaces import GPU
+except ImportError:  # pragma: no cover - spaces is in requirements.txt
+    def GPU(fn=None, **_kw):
+        return fn if fn is not None else (lambda f: f)
 
 ASSETS = Path(__file__).parent / "assets"
+WORK = Path(tempfile.gettempdir()) / "diffsketch-studio"
 EXTRACTOR_LABELS = {"hed": "HED (soft, detailed)", "pidinet": "PiDiNet (clean contours)",
                     "xdog": "XDoG (tonal, DiffSketch's setting)", "canny": "Canny (thin, hard edges)"}
+DEMO_BANNER = ("**Demo backbone** — tiny Stable-Diffusion-shaped model with *random weights*. Everything runs end "
+               "to end, but the sketches mean nothing. Point the Backbone panel at real SD 1.x weights for real results.")
+NEEDS_WEIGHTS = (f"**Needs Stable Diffusion 1.x weights.** Open the *Backbone* panel above and enter a hub id or a local "
+                 f"diffusers folder (or set `{settings.SD_MODEL_ENV}` before starting the app), then *Load*. "
+                 "Tick *Demo backbone* to try the pipeline with random weights.")
 
 
-def _out_path(stem: str, suffix: str = ".png") -> Path:
-    # A fresh folder per result: gradio serves files from the temp dir, and nothing is shared between users.
-    return Path(tempfile.mkdtemp(prefix="diffsketch-")) / f"{stem}{suffix}"
+# ---------------------------------------------------------------- shared, read-only models
+
+@functools.lru_cache(maxsize=2)
+def _backbone(source: str) -> Backbone:
+    return load_backbone(source)
 
 
-def classic_sketch(photo: str | None, method: str) -> tuple[str, str, str]:
-    """Classic tab: photo file -> (sketch PNG for display, same file for download, notes)."""
+@functools.lru_cache(maxsize=2)
+def _clip(demo: bool):
+    return load_clip("tiny" if demo else None)
+
+
+def _user_dir(request: gr.Request | None) -> Path:
+    """Files of one browser session: nothing here is visible to another user."""
+    session = getattr(request, "session_hash", None) or "local"
+    path = WORK / session
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cleanup(request: gr.Request) -> None:
+    shutil.rmtree(WORK / (request.session_hash or "local"), ignore_errors=True)
+
+
+def _fail(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc))
+
+
+def _banner(source: str | None) -> str:
+    if source is None:
+        return NEEDS_WEIGHTS
+    return DEMO_BANNER if source == TINY else f"Backbone: `{source}`"
+
+
+# ---------------------------------------------------------------- Classic sketch
+
+def classic_sketch(photo: str | None, method: str, request: gr.Request | None = None) -> tuple[str, str, str]:
+    """Photo file -> (sketch PNG for display, same file for download, notes)."""
     if not photo:
         raise gr.Error("Upload a photo first.")
     try:
         sketch = extract_sketch(photo, method)
     except DiffSketchError as exc:
-        raise gr.Error(str(exc)) from None
-    out = _out_path(f"sketch-{method}")
+        raise _fail(exc) from None
+    out = _user_dir(request) / f"sketch-{method}-{time.time_ns()}.png"
     sketch.image.save(out)
     w, h = sketch.image.size
-    notes = " ".join(sketch.notes)
-    return str(out), str(out), f"{EXTRACTOR_LABELS[method]} sketch, {w}x{h} px. {notes}".strip()
+    return str(out), str(out), f"{EXTRACTOR_LABELS[method]} sketch, {w}x{h} px. {' '.join(sketch.notes)}".strip()
 
 
 def _classic_tab() -> None:
@@ -55,17 +111,233 @@ def _classic_tab() -> None:
               concurrency_limit=2)
 
 
+# ---------------------------------------------------------------- Backbone panel
+
+def load_backbone_ui(source: str, demo: bool) -> tuple[str | None, str, str, str]:
+    """-> (backbone state, status, Style banner, Photo->Sketch banner)."""
+    wanted = TINY if demo else (source or "").strip() or settings.sd_model()
+    try:
+        _backbone(wanted)
+        if not demo:
+            _clip(False)  # training needs CLIP too: say so now rather than at Train
+    except DiffSketchError as exc:
+        msg = f"Could not load `{wanted}`: {exc}"
+        return None, msg, NEEDS_WEIGHTS, NEEDS_WEIGHTS
+    banner = _banner(wanted)
+    return wanted, f"Loaded `{wanted}`.", banner, banner
+
+
+def _backbone_panel(state: gr.State) -> tuple[gr.Textbox, gr.Checkbox, gr.Button, gr.Markdown]:
+    with gr.Accordion("Backbone (Stable Diffusion 1.x)", open=False):
+        with gr.Row():
+            source = gr.Textbox(settings.sd_model(), label="Hub id or local diffusers folder", scale=3)
+            demo = gr.Checkbox(False, label="Demo backbone (tiny, random weights)", scale=1)
+            load = gr.Button("Load", scale=1)
+        status = gr.Markdown("No backbone loaded yet. Style training and Photo -> Sketch need one.")
+    return source, demo, load, status
+
+
+# ---------------------------------------------------------------- Style
+
+def make_starting_sketch(photo: str | None, method: str, request: gr.Request | None = None) -> str:
+    if not photo:
+        raise gr.Error("Upload the photo first; the starting sketch is made from it.")
+    return classic_sketch(photo, method, request)[0]
+
+
+def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if not event.preview:
+        return gr.skip(), gr.skip()
+    return event.preview["example"], event.preview["sample"]
+
+
+@GPU(duration=600)
+def train_style(photo, sketch, caption, iterations, source, job, request: gr.Request | None = None):
+    """Generator: yields (status, example preview, sample preview, download, style state, train button)."""
+    if source is None:
+        raise gr.Error(NEEDS_WEIGHTS)
+    if not photo or not sketch:
+        raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
+    if job.get("running"):
+        raise gr.Error("Training is already running in this tab; press Stop first.")
+    demo = source == TINY
+    try:
+        bb = _backbone(source)
+        cfg = TrainConfig(iterations=int(iterations), horizon=max(1, int(iterations) * 5 // 6),
+                          preview_every=max(1, int(iterations) // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
+        trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=_clip(demo))
+    except DiffSketchError as exc:
+        raise _fail(exc) from None
+    cancel = threading.Event()
+    job.update(running=True, cancel=cancel)
+    notes = " ".join(trainer.notes)
+    yield f"Training started. {notes}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False)
+    try:
+        for ev in iterate_events(trainer.run, cancel):
+            if isinstance(ev, JobResult):
+                folder = _user_dir(request) / f"style-{time.time_ns()}"
+                ev.value.save(folder)
+                zipped = pack_style(folder, folder.with_suffix(".zip"))
+                stopped = "stopped early" if cancel.is_set() else "done"
+                msg = f"Training {stopped} after {trainer.iteration} iterations. The style is ready in Photo -> Sketch."
+                yield msg, gr.skip(), gr.skip(), str(zipped), str(folder), gr.update(interactive=True)
+            elif ev.kind in ("step", "preview"):
+                loss = ev.losses.get("total", float("nan"))
+                eta = ev.seconds / max(ev.iteration, 1) * (ev.total - ev.iteration)
+                msg = f"Iteration {ev.iteration}/{ev.total}, loss {loss:.3f}, about {eta:.0f} s left."
+                ex, sa = _preview_images(ev)
+                yield msg, ex, sa, gr.skip(), gr.skip(), gr.skip()
+    except DiffSketchError as exc:
+        raise _fail(exc) from None
+    finally:
+        job.update(running=False, cancel=None)
+
+
+def stop_training(job: dict) -> str:
+    cancel = job.get("cancel")
+    if not job.get("running") or cancel is None:
+        gr.Info("Nothing to stop: no training is running in this tab.")
+        return gr.skip()
+    cancel.set()
+    return "Stopping after the current iteration..."
+
+
+def upload_style(file: str | None, source: str | None, request: gr.Request | None = None) -> tuple[str, str]:
+    if not file:
+        raise gr.Error("Choose a style .zip to upload.")
+    folder = _user_dir(request) / f"uploaded-{time.time_ns()}"
+    try:
+        unpack_style(file, folder)
+        style = load_style(folder, _backbone(source) if source else None)
+    except DiffSketchError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise _fail(exc) from None
+    return str(folder), f"Loaded style ({style.resolution} px, caption '{style.caption}')."
+
+
+def _style_tab(backbone: gr.State, style_state: gr.State):
+    banner = gr.Markdown(NEEDS_WEIGHTS)
+    job = gr.State({})
+    with gr.Row():
+        photo = gr.Image(label="Your photo", type="filepath", image_mode=None, sources=["upload", "clipboard"])
+        sketch = gr.Image(label="Your sketch of it", type="filepath", image_mode=None, sources=["upload", "clipboard"])
+    with gr.Row():
+        start_method = gr.Radio([(EXTRACTOR_LABELS[m], m) for m in ("hed", "pidinet", "xdog")], value="pidinet",
+                                label="Make a starting sketch with")
+        make = gr.Button("Make starting sketch")
+    with gr.Row():
+        caption = gr.Textbox(label="Caption (optional): what the photo shows", placeholder="a photo of a horse in mud")
+        iterations = gr.Slider(2, 1500, value=1200, step=1, label="Iterations")
+    with gr.Row():
+        train = gr.Button("Train", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    status = gr.Markdown()
+    with gr.Row():
+        prev_ex = gr.Image(label="Your photo, current style", format="png", interactive=False)
+        prev_sa = gr.Image(label="A training sample, current style", format="png", interactive=False)
+    download = gr.DownloadButton("Download style (.zip)")
+    with gr.Accordion("Use a saved style", open=False):
+        upload = gr.File(label="Style .zip", file_types=[".zip"])
+        upload_status = gr.Markdown()
+    make.click(make_starting_sketch, [photo, start_method], [sketch])
+    train.click(train_style, [photo, sketch, caption, iterations, backbone, job],
+                [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
+                concurrency_id="gpu", trigger_mode="once")
+    stop.click(stop_training, [job], [status], queue=False)
+    upload.upload(upload_style, [upload, backbone], [style_state, upload_status])
+    return banner, iterations
+
+
+# ---------------------------------------------------------------- Photo -> Sketch
+
+SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
+
+
+@GPU(duration=120)
+def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
+                       request: gr.Request | None = None, progress=gr.Progress()):
+    if source is None:
+        raise gr.Error(NEEDS_WEIGHTS)
+    if not style_dir:
+        raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
+    if not files:
+        raise gr.Error("Upload one or more photos.")
+    try:
+        bb = _backbone(source)
+        model = PhotoToSketch(load_style(style_dir, bb), bb)
+    except DiffSketchError as exc:
+        raise _fail(exc) from None
+    out_dir = _user_dir(request) / f"sketches-{time.time_ns()}"
+    out_dir.mkdir()
+    outputs, problems = [], []
+    for path in progress.tqdm(files, desc="Sketching"):
+        path = Path(path)
+        try:
+            result = model(path)
+        except DiffSketchError as exc:
+            problems.append(f"{path.name}: {exc}")
+            continue
+        img = result.sketch
+        if SIZES.get(size):
+            s = SIZES[size] / max(img.size)
+            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
+        img = finish(img, int(line_weight), threshold if threshold > 0 else None, bool(transparent))
+        target = out_dir / f"{path.stem}-sketch.png"
+        img.save(target)
+        outputs.append(str(target))
+    if not outputs:
+        raise gr.Error("No photo could be sketched: " + "; ".join(problems))
+    zipped = out_dir.with_suffix(".zip")
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for o in outputs:
+            zf.write(o, Path(o).name)
+    note = f"{len(outputs)} sketch(es)." + (" Skipped: " + "; ".join(problems) if problems else "")
+    return outputs, str(zipped), note
+
+
+def _photo_tab(backbone: gr.State, style_state: gr.State):
+    banner = gr.Markdown(NEEDS_WEIGHTS)
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label="Photos", file_count="multiple", file_types=["image"])
+            size = gr.Radio(list(SIZES), value="Same as photo", label="Output size")
+            weight = gr.Slider(-2, 3, value=0, step=1, label="Line weight (px thinner / thicker)")
+            threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold (0 = keep grey tones)")
+            transparent = gr.Checkbox(False, label="Transparent background")
+            run = gr.Button("Sketch photos", variant="primary")
+        with gr.Column():
+            gallery = gr.Gallery(label="Sketches", format="png", columns=2)
+            download = gr.DownloadButton("Download all (.zip)")
+            note = gr.Markdown()
+    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone],
+              [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
+    return banner
+
+
+# ---------------------------------------------------------------- the app
+
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="DiffSketch Studio") as demo:
-        gr.Markdown("# DiffSketch Studio\nPhotos to sketches, with classic extractors and diffusion models.")
+    with gr.Blocks(title="DiffSketch Studio", delete_cache=(3600, 86400)) as demo:
+        gr.Markdown("# DiffSketch Studio\nPhotos to sketches, in classic styles or in your own, learned from one example.")
+        backbone = gr.State(None)
+        style_state = gr.State(None)
+        source, demo_box, load, status = _backbone_panel(backbone)
         with gr.Tabs():
             with gr.Tab("Classic sketch", id="classic"):
                 _classic_tab()
-    demo.queue(max_size=32, default_concurrency_limit=1)
+            with gr.Tab("Style", id="style"):
+                style_banner, iterations = _style_tab(backbone, style_state)
+            with gr.Tab("Photo -> Sketch", id="photo"):
+                photo_banner = _photo_tab(backbone, style_state)
+        load.click(load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner])
+        # demo mode trains in seconds: start the slider where a try-out makes sense
+        demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])
+        demo.unload(_cleanup)
+    demo.queue(max_size=32, default_concurrency_limit=2)
     return demo
 
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(max_file_size="50mb")

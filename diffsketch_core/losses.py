@@ -63,10 +63,13 @@ class ClipImageEncoder(nn.Module):
 
 
 def load_clip(source: str | None = None, device: str | torch.device = "cpu") -> ClipImageEncoder:
-    """CLIP image encoder from a hub id or local directory ($DIFFSKETCH_CLIP_MODEL, default ViT-B/32)."""
+    """CLIP image encoder from a hub id or local directory ($DIFFSKETCH_CLIP_MODEL, default ViT-B/32).
+    "tiny" asks explicitly for the random test tower (demo mode only)."""
     from transformers import CLIPVisionModelWithProjection
 
     source = source or os.environ.get(CLIP_MODEL_ENV) or DEFAULT_CLIP
+    if source == "tiny":
+        return tiny_clip().to(device)
     try:
         model = CLIPVisionModelWithProjection.from_pretrained(source, local_files_only=settings.hub_offline())
     except Exception as exc:  # hub/network/filesystem errors come in many types

@@ -54,6 +54,28 @@ class PhotoToSketch:
         return SketchResult(img, loaded.notes)
 
 
+def finish(sketch: Image.Image, line_weight: int = 0, threshold: float | None = None,
+           transparent: bool = False) -> Image.Image:
+    """Output controls: thicken (line_weight > 0) or thin (< 0) lines by that many pixels, binarise at
+    `threshold` (0-1 of paper brightness; None keeps grey levels), and optionally make the paper transparent
+    (RGBA, black ink whose alpha is the ink strength)."""
+    from PIL import ImageFilter
+
+    img = sketch.convert("L")
+    if line_weight:
+        size = 2 * abs(int(line_weight)) + 1
+        img = img.filter(ImageFilter.MinFilter(size) if line_weight > 0 else ImageFilter.MaxFilter(size))
+    if threshold is not None:
+        cut = int(round(255 * threshold))
+        img = img.point(lambda v: 0 if v < cut else 255)
+    if not transparent:
+        return img
+    ink = Image.eval(img, lambda v: 255 - v)
+    rgba = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    rgba.putalpha(ink)
+    return rgba
+
+
 def list_photos(paths: list[str]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):

@@ -180,17 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="style folder to write")
     p.add_argument("--caption", default="", help="what the photo shows (improves CDST's first samples)")
     p.add_argument("--backbone", default=None, help="hub id, local dir, or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
-    p.add_argument("--clip", default=None, help="CLIP hub id or local dir (default $DIFFSKETCH_CLIP_MODEL)")
+    p.add_argument("--clip", default=None, help="CLIP hub id, local dir or 'tiny' (default $DIFFSKETCH_CLIP_MODEL)")
     p.add_argument("--iterations", type=int, default=1200)
     p.add_argument("--horizon", type=int, default=None, help="CDST horizon H (default: 5/6 of the iterations)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--gen-batch", type=int, default=4)
     p.add_argument("--timesteps", default=None, help="JSON file written by diffsketch_core.timesteps")
     args = p.parse_args(argv)
     try:
         bb = load_backbone(args.backbone)
         cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
-                          resolution=args.resolution, sample_steps=args.sample_steps)
+                          resolution=args.resolution, sample_steps=args.sample_steps,
+                          gen_batch=args.gen_batch)
         if args.timesteps:
             from .timesteps import read_timesteps
             cfg.timesteps = read_timesteps(args.timesteps)

@@ -1,15 +1,22 @@
+from types import SimpleNamespace
+
 import gradio as gr
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from conftest import ROOT, ink_mask, requires_shared
 
 import app
 
 
+def req(name):
+    return SimpleNamespace(session_hash=name)
+
+
 @requires_shared
 def test_classic_sketch_on_a_real_photo(photo_path):
-    shown, download, info = app.classic_sketch(str(photo_path), "pidinet")
+    shown, download, info = app.classic_sketch(str(photo_path), "pidinet", req("classic"))
     assert shown == download and shown.endswith(".png")
     with Image.open(shown) as out, Image.open(photo_path) as src:
         assert out.format == "PNG" and out.size == src.size
@@ -32,7 +39,92 @@ def test_classic_sketch_errors_are_messages(tmp_path):
         app.classic_sketch(str(bogus), "hed")
 
 
-def test_demo_builds_with_classic_tab():
+def test_demo_builds_with_its_tabs():
     assert isinstance(app.demo, gr.Blocks)
     labels = [b.label for b in app.demo.blocks.values() if isinstance(b, gr.Tab)]
-    assert "Classic sketch" in labels
+    assert labels[:3] == ["Classic sketch", "Style", "Photo -> Sketch"]
+
+
+def test_missing_real_backbone_explains_what_to_set():
+    state, status, style_banner, photo_banner = app.load_backbone_ui("CompVis/stable-diffusion-v1-4", False)
+    assert state is None and "DIFFSKETCH_SD_MODEL" in status and "Demo backbone" in style_banner
+    with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
+        next(app.train_style("a.png", "b.png", "", 3, None, {}))
+    with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
+        app.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    photo = Image.new("RGB", (128, 96), (200, 210, 230))
+    ImageDraw.Draw(photo).rectangle([30, 20, 90, 80], fill=(90, 60, 40))
+    sketch = Image.new("L", (128, 96), 255)
+    ImageDraw.Draw(sketch).rectangle([30, 20, 90, 80], outline=0, width=2)
+    photo.save(d / "photo.png")
+    sketch.save(d / "sketch.png")
+    return str(d / "photo.png"), str(d / "sketch.png")
+
+
+def _train(pair_files, session, iterations=3, job=None):
+    state, *_ = app.load_backbone_ui("", True)
+    assert state == "tiny"
+    outs = list(app.train_style(*pair_files, "a box", iterations, state, job if job is not None else {}, req(session)))
+    return state, outs
+
+
+@requires_shared
+def test_demo_training_yields_progress_and_a_downloadable_style(pair_files, tmp_path):
+    state, outs = _train(pair_files, "alice")
+    status, _, _, zipped, style_dir, button = outs[-1]
+    assert "Training done after 3 iterations" in status and zipped.endswith(".zip")
+    assert any("Iteration 1/3" in o[0] for o in outs)
+    # the zip uploads back as a style, in another session
+    folder, msg = app.upload_style(zipped, state, req("bob"))
+    assert "Loaded style" in msg and "bob" in folder
+    gallery, zip_all, note = app.photos_to_sketches([pair_files[0], str(tmp_path / "missing.png")], "Same as photo",
+                                                    1, 0.5, True, folder, state, req("bob"))
+    assert len(gallery) == 1 and "Skipped: missing.png" in note
+    out = Image.open(gallery[0])
+    assert out.mode == "RGBA" and out.size == (128, 96)
+    assert set(np.unique(np.asarray(out)[..., 3])) <= {0, 255}  # thresholded ink, transparent paper
+
+
+@requires_shared
+def test_two_sessions_keep_their_own_styles(pair_files):
+    _, a = _train(pair_files, "tab-a", 2)
+    _, b = _train(pair_files, "tab-b", 2)
+    dir_a, dir_b = a[-1][4], b[-1][4]
+    assert dir_a != dir_b and "tab-a" in dir_a and "tab-b" in dir_b
+
+
+def test_train_twice_and_stop_before_start(pair_files):
+    with pytest.raises(gr.Error, match="already running"):
+        next(app.train_style(*pair_files, "", 3, "tiny", {"running": True}))
+    assert app.stop_training({}) is not None  # says "nothing to stop", does not raise
+
+
+@requires_shared
+def test_stop_ends_training_early_and_keeps_the_style(pair_files):
+    job = {}
+    gen = app.train_style(*pair_files, "", 200, "tiny", job, req("stopper"))
+    next(gen)  # started
+    next(gen)  # first iteration
+    app.stop_training(job)
+    last = list(gen)[-1]
+    assert "stopped early" in last[0] and last[3].endswith(".zip")
+
+
+def test_style_upload_rejects_foreign_files(tmp_path):
+    import zipfile
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("style.json", "{}")
+        zf.writestr("model.pkl", b"\x80\x04")
+    with pytest.raises(gr.Error, match="files a style never has"):
+        app.upload_style(str(evil), None, req("u"))
+    not_zip = tmp_path / "x.zip"
+    not_zip.write_text("hello")
+    with pytest.raises(gr.Error, match="not a zip"):
+        app.upload_style(str(not_zip), None, req("u"))

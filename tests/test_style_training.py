@@ -225,3 +225,36 @@ def test_mismatched_coloured_sketch_is_converted_with_notes(tiny_backbone, pair,
     t = OneShotTrainer(tiny_backbone, pair[0], rgba, config=TrainConfig(**FAST), clip=tiny_clip(), lpips_model=load_lpips())
     assert any("resized" in n for n in t.notes) and any("Transparent" in n for n in t.notes)
     assert t.target.shape == (1, 1, 128, 128) and t.target.min() < 0.7 and t.target.max() == pytest.approx(1.0)
+
+
+def _run(*args):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@requires_shared
+def test_training_and_photo2sketch_clis(tmp_path, pair):
+    pair[0].save(tmp_path / "photo.png")
+    pair[1].save(tmp_path / "sketch.png")
+    res = _run("diffsketch_core.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "sketch.png"),
+               "--out", str(tmp_path / "style"), "--backbone", "tiny", "--clip", "tiny", "--iterations", "2",
+               "--sample-steps", "2", "--gen-batch", "2")
+    assert res.returncode == 0, res.stderr
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (90, 70), "red").save(photos / "a.png")
+    (photos / "broken.jpg").write_bytes(b"nope")
+    res = _run("diffsketch_core.photo2sketch", "--style", str(tmp_path / "style"), "--backbone", "tiny",
+               str(photos), str(tmp_path / "out"))
+    assert res.returncode == 2 and "broken.jpg" in res.stderr  # one bad photo reported, the rest done
+    assert Image.open(tmp_path / "out" / "a.png").size == (90, 70)
+
+
+def test_training_cli_offline_without_sd_weights(tmp_path, pair):
+    pair[0].save(tmp_path / "photo.png")
+    res = _run("diffsketch_core.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "photo.png"),
+               "--out", str(tmp_path / "style"), "--backbone", "CompVis/stable-diffusion-v1-4")
+    assert res.returncode == 2 and "DIFFSKETCH_SD_MODEL" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,51 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from diffsketch_core.errors import BadInputError
+from diffsketch_core.timesteps import collect, read_timesteps, select
+
+
+def test_collect_pools_every_grid_step(tiny_backbone):
+    vectors, grid = collect(tiny_backbone, n_images=3, steps=10, pool=2, batch=2)
+    assert vectors.shape[:2] == (3, 10) and len(grid) == 10 and grid == sorted(grid, reverse=True)
+    assert np.isfinite(vectors).all()
+
+
+def test_select_finds_planted_timestep_groups():
+    """Features that change in three regimes (early / middle / late steps) give k = 3 and one timestep each."""
+    rng = np.random.default_rng(0)
+    grid = list(range(981, 0, -20))  # 50 steps
+    centres = rng.normal(size=(3, 40)) * 10
+    regime = np.array([0] * 15 + [1] * 20 + [2] * 15)
+    vectors = centres[regime][None] + rng.normal(size=(6, 50, 40)) * 0.3
+    out = select(vectors, grid, range(2, 7))
+    assert out["k"] == 3 and len(out["timesteps"]) == 3
+    for t, lo, hi in zip(sorted(out["timesteps"], reverse=True), (0, 15, 35), (15, 35, 50)):
+        assert t in grid[lo:hi]
+    assert set(out["scores"]) == {"2", "3", "4", "5", "6"}
+
+
+def test_cli_writes_json_the_trainer_reads(tmp_path):
+    out = tmp_path / "ts.json"
+    res = subprocess.run([sys.executable, "-m", "diffsketch_core.timesteps", "--backbone", "tiny", "--images", "2",
+                          "--steps", "10", "--k-min", "2", "--k-max", "4", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ts = read_timesteps(out)
+    assert 1 <= len(ts) <= 4 and all(0 <= t < 1000 for t in ts)
+    assert json.loads(out.read_text())["k"] in (2, 3, 4)
+
+
+def test_bad_timesteps_file(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"timesteps": [5000]}')
+    with pytest.raises(BadInputError, match="\\[0, 1000\\)"):
+        read_timesteps(bad)
+    bad.write_text("nope")
+    with pytest.raises(BadInputError, match="not a timesteps file"):
+        read_timesteps(bad)
