@@ -22,7 +22,7 @@ from diffsketch_core.backbone import TINY, Backbone, load_backbone
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.extractors import METHODS, extract_sketch
 from diffsketch_core.jobs import JobResult, iterate_events
-from diffsketch_core.losses import load_clip
+from diffsketch_core.losses import LossWeights, load_clip, load_lpips
 from diffsketch_core.photo2sketch import PhotoToSketch, finish
 from diffsketch_core.style import load_style, pack_style, unpack_style
 from diffsketch_core.training import OneShotTrainer, TrainConfig, TrainEvent
@@ -58,14 +58,25 @@ def _clip(demo: bool):
 
 def _user_dir(request: gr.Request | None) -> Path:
     """Files of one browser session: nothing here is visible to another user."""
-    session = getattr(request, "session_hash", None) or "local"
-    path = WORK / session
+    path = WORK / _session(request)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
+# Cancel flags of running trainings, one per browser session. gr.State hands each event its own copy, so a
+# flag that the Stop event sets must live here, keyed by the session, to reach the running training.
+_RUNNING: dict[str, threading.Event] = {}
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
 def _cleanup(request: gr.Request) -> None:
-    shutil.rmtree(WORK / (request.session_hash or "local"), ignore_errors=True)
+    flag = _RUNNING.pop(_session(request), None)
+    if flag is not None:
+        flag.set()
+    shutil.rmtree(WORK / _session(request), ignore_errors=True)
 
 
 def _fail(exc: Exception) -> gr.Error:
@@ -152,26 +163,40 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
 
 
 @GPU(duration=600)
-def train_style(photo, sketch, caption, iterations, source, job, request: gr.Request | None = None):
+def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None):
     """Generator: yields (status, example preview, sample preview, download, style state, train button)."""
     if source is None:
         raise gr.Error(NEEDS_WEIGHTS)
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
-    if job.get("running"):
+    session = _session(request)
+    if session in _RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
+    cancel = _RUNNING[session] = threading.Event()  # registered first: Stop works while the trainer is set up
+    try:
+        yield from _train(photo, sketch, caption, int(iterations), source, cancel, request)
+    finally:
+        _RUNNING.pop(session, None)
+
+
+def _train(photo, sketch, caption, iterations, source, cancel, request):
     demo = source == TINY
+    yield "Preparing: features of your photo, text prior...", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
+        gr.update(interactive=False)
     try:
         bb = _backbone(source)
-        cfg = TrainConfig(iterations=int(iterations), horizon=max(1, int(iterations) * 5 // 6),
-                          preview_every=max(1, int(iterations) // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
-        trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=_clip(demo))
+        weights, note, lpips_model = LossWeights(), "", None
+        if demo:
+            try:
+                lpips_model = load_lpips()
+            except DiffSketchError:  # the demo runs anywhere; a real training insists on every loss
+                weights, note = LossWeights(lpips=0.0), "LPIPS weights not found: demo trains without the LPIPS term. "
+        cfg = TrainConfig(iterations=iterations, horizon=max(1, iterations * 5 // 6), weights=weights,
+                          preview_every=max(1, iterations // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
+        trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=_clip(demo), lpips_model=lpips_model)
     except DiffSketchError as exc:
         raise _fail(exc) from None
-    cancel = threading.Event()
-    job.update(running=True, cancel=cancel)
-    notes = " ".join(trainer.notes)
-    yield f"Training started. {notes}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False)
+    yield f"Training started. {note}{' '.join(trainer.notes)}", *[gr.skip()] * 5
     try:
         for ev in iterate_events(trainer.run, cancel):
             if isinstance(ev, JobResult):
@@ -189,13 +214,11 @@ def train_style(photo, sketch, caption, iterations, source, job, request: gr.Req
                 yield msg, ex, sa, gr.skip(), gr.skip(), gr.skip()
     except DiffSketchError as exc:
         raise _fail(exc) from None
-    finally:
-        job.update(running=False, cancel=None)
 
 
-def stop_training(job: dict) -> str:
-    cancel = job.get("cancel")
-    if not job.get("running") or cancel is None:
+def stop_training(request: gr.Request | None = None) -> str:
+    cancel = _RUNNING.get(_session(request))
+    if cancel is None:
         gr.Info("Nothing to stop: no training is running in this tab.")
         return gr.skip()
     cancel.set()
@@ -217,7 +240,6 @@ def upload_style(file: str | None, source: str | None, request: gr.Request | Non
 
 def _style_tab(backbone: gr.State, style_state: gr.State):
     banner = gr.Markdown(NEEDS_WEIGHTS)
-    job = gr.State({})
     with gr.Row():
         photo = gr.Image(label="Your photo", type="filepath", image_mode=None, sources=["upload", "clipboard"])
         sketch = gr.Image(label="Your sketch of it", type="filepath", image_mode=None, sources=["upload", "clipboard"])
@@ -240,10 +262,10 @@ def _style_tab(backbone: gr.State, style_state: gr.State):
         upload = gr.File(label="Style .zip", file_types=[".zip"])
         upload_status = gr.Markdown()
     make.click(make_starting_sketch, [photo, start_method], [sketch])
-    train.click(train_style, [photo, sketch, caption, iterations, backbone, job],
+    train.click(train_style, [photo, sketch, caption, iterations, backbone],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
-    stop.click(stop_training, [job], [status], queue=False)
+    stop.click(stop_training, None, [status], concurrency_limit=None)
     upload.upload(upload_style, [upload, backbone], [style_state, upload_status])
     return banner, iterations
 

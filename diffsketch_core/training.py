@@ -109,7 +109,9 @@ class OneShotTrainer:
         self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=self.cfg.seed)
         self.generator = (generator or generator_for(backbone, self.cfg.timesteps)).to(dev)
         self.clip = (clip or load_clip(device=dev)).to(dev)
-        self.loss = DiffSketchLoss(self.clip, lpips_model if lpips_model is not None else load_lpips(dev), self.cfg.weights)
+        if self.cfg.weights.lpips > 0 and lpips_model is None:
+            lpips_model = load_lpips(dev)
+        self.loss = DiffSketchLoss(self.clip, lpips_model if self.cfg.weights.lpips > 0 else None, self.cfg.weights)
         photo01 = (self.photo + 1) / 2
         self.e_s_ex, self.e_i_ex = self.loss.embed_example(self.target, photo01)
         self.conditions = CDSTConditions(prior_for(backbone), self.example_cond[0], self.cfg.horizon, self.cfg.seed)

@@ -49,7 +49,7 @@ def test_missing_real_backbone_explains_what_to_set():
     state, status, style_banner, photo_banner = app.load_backbone_ui("CompVis/stable-diffusion-v1-4", False)
     assert state is None and "DIFFSKETCH_SD_MODEL" in status and "Demo backbone" in style_banner
     with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
-        next(app.train_style("a.png", "b.png", "", 3, None, {}))
+        next(app.train_style("a.png", "b.png", "", 3, None))
     with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
         app.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
 
@@ -66,10 +66,10 @@ def pair_files(tmp_path_factory):
     return str(d / "photo.png"), str(d / "sketch.png")
 
 
-def _train(pair_files, session, iterations=3, job=None):
+def _train(pair_files, session, iterations=3):
     state, *_ = app.load_backbone_ui("", True)
     assert state == "tiny"
-    outs = list(app.train_style(*pair_files, "a box", iterations, state, job if job is not None else {}, req(session)))
+    outs = list(app.train_style(*pair_files, "a box", iterations, state, req(session)))
     return state, outs
 
 
@@ -98,19 +98,15 @@ def test_two_sessions_keep_their_own_styles(pair_files):
     assert dir_a != dir_b and "tab-a" in dir_a and "tab-b" in dir_b
 
 
-def test_train_twice_and_stop_before_start(pair_files):
-    with pytest.raises(gr.Error, match="already running"):
-        next(app.train_style(*pair_files, "", 3, "tiny", {"running": True}))
-    assert app.stop_training({}) is not None  # says "nothing to stop", does not raise
-
-
 @requires_shared
-def test_stop_ends_training_early_and_keeps_the_style(pair_files):
-    job = {}
-    gen = app.train_style(*pair_files, "", 200, "tiny", job, req("stopper"))
+def test_stop_ends_training_early_keeps_the_style_and_blocks_a_second_start(pair_files):
+    assert app.stop_training(req("stopper")) is not None  # Stop before Start: a message, no error
+    gen = app.train_style(*pair_files, "", 200, "tiny", req("stopper"))
     next(gen)  # started
     next(gen)  # first iteration
-    app.stop_training(job)
+    with pytest.raises(gr.Error, match="already running"):
+        next(app.train_style(*pair_files, "", 3, "tiny", req("stopper")))
+    assert "Stopping" in app.stop_training(req("stopper"))
     last = list(gen)[-1]
     assert "stopped early" in last[0] and last[3].endswith(".zip")
 
