@@ -109,6 +109,6 @@ def test_generate_refuses_bad_requests(kwargs, match):
 
 
 def test_generate_with_tiny_model():
-    gen = generate("zigzag", n=3, steps=8, model=tiny_model())
+    gen = generate("zigzag", n=3, sampler="ddim", steps=8, model=tiny_model())
     assert len(gen.sketches) == 3 and gen.nfe == 8 and gen.class_names == ["zigzag"] * 3
     assert all(s.shape[1] == 3 and np.isfinite(s).all() for s in gen.sketches)

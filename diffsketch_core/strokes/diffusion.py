@@ -102,10 +102,10 @@ class StrokeDiffusion:
     def sample(self, model: StrokeDenoiser, labels: torch.Tensor, timesteps: list[int], *, method: str = "ddim",
                guidance: float = 1.0, seed: int | None = 0, n_points: int | None = None, x_T: torch.Tensor | None = None,
                step_fn: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], int]] = None,
-               callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None) -> SampleResult:
+               callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None) -> SampleResult:
         """Denoise from x_T (seeded noise unless given) along `timesteps` (descending, first one where x_T lives).
         step_fn(t, x, eps, logits) -> next timestep may replace the list's next entry (skipping samplers).
-        callback(t, x0_hat, logits) sees every step's prediction."""
+        callback(t, x0_hat, logits, eps) sees every step's prediction."""
         device = labels.device
         n = n_points or model.config.max_len
         gen = torch.Generator("cpu").manual_seed(seed) if seed is not None else None
@@ -120,7 +120,7 @@ class StrokeDiffusion:
             nfe += 1
             used.append(t)
             if callback is not None:
-                callback(t, self.predict_x0(x, tt, eps), logits)
+                callback(t, self.predict_x0(x, tt, eps), logits, eps)
             i += 1
             t_next = sched[i] if i < len(sched) else -1
             if step_fn is not None:

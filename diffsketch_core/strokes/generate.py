@@ -20,8 +20,9 @@ from .model import StrokeDenoiser
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 DEFAULT_MODEL = CHECKPOINTS / "stroke_diffusion"
+DEFAULT_RECOGNIZABILITY = CHECKPOINTS / "recognizability"
 MAX_SKETCHES = 256
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("skip", "schedule", "ddim", "ddpm")
 
 
 @dataclass
@@ -42,6 +43,18 @@ def load_stroke_model(path: str | Path = DEFAULT_MODEL) -> StrokeDenoiser:
     return model.eval().requires_grad_(False)
 
 
+@functools.lru_cache(maxsize=4)
+def load_recognizability(path: str | Path = DEFAULT_RECOGNIZABILITY):
+    from .recognizability import RecognizabilityNet
+
+    try:
+        net = RecognizabilityNet.from_pretrained(str(path), torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DiffSketchError(f"{path} is not a recognizability checkpoint ({exc}); the 'skip' and 'schedule' "
+                              "samplers need one (python -m diffsketch_core.strokes.recognizability).") from None
+    return net.eval().requires_grad_(False)
+
+
 def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
     if class_name is None or class_name == "" or str(class_name).lower() == "any":
         return model.null_class
@@ -52,8 +65,10 @@ def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
     return names.index(key)
 
 
-def generate(class_name: str | None = None, n: int = 4, sampler: str = "ddim", steps: int = 30, seed: int = 0,
-             guidance: float = 2.0, model: StrokeDenoiser | None = None) -> Generation:
+def generate(class_name: str | None = None, n: int = 4, sampler: str = "skip", steps: int = 30, seed: int = 0,
+             guidance: float = 2.0, model: StrokeDenoiser | None = None, recognizability=None) -> Generation:
+    """sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t) curve),
+    "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps)."""
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SKETCHES:
         raise BadInputError(f"Number of sketches must be between 1 and {MAX_SKETCHES}, got {n!r}.")
     if sampler not in SAMPLERS:
@@ -61,9 +76,19 @@ def generate(class_name: str | None = None, n: int = 4, sampler: str = "ddim", s
     model = model or load_stroke_model()
     label = resolve_class(model, class_name)
     diff = StrokeDiffusion(model.config.num_train_timesteps)
-    schedule = list(range(diff.T - 1, -1, -1)) if sampler == "ddpm" else uniform_timesteps(steps, diff.T)
+    labels = torch.full((n,), label)
     start = time.perf_counter()
-    res = diff.sample(model, torch.full((n,), label), schedule, method=sampler, guidance=guidance, seed=seed)
+    if sampler in ("skip", "schedule"):
+        from .recognizability import skip_sample
+
+        h = recognizability or load_recognizability()
+        if sampler == "skip":
+            res = skip_sample(model, h, labels, guidance=guidance, seed=seed)
+        else:
+            res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance, seed=seed)
+    else:
+        schedule = list(range(diff.T - 1, -1, -1)) if sampler == "ddpm" else uniform_timesteps(steps, diff.T)
+        res = diff.sample(model, labels, schedule, method=sampler, guidance=guidance, seed=seed)
     seconds = time.perf_counter() - start
     scale = model.config.offset_scale
     sketches = [from_fixed(o, p, scale) for o, p in zip(res.offsets.numpy(), res.pen.numpy())]
