@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffsketch_core.errors import BadInputError
+from diffsketch_core.strokes.format import DRAW, LIFT, polylines_to_stroke3, stroke3_to_polylines
+from diffsketch_core.strokes.raster import render
+from diffsketch_core.strokes.rectify import Perceptual, heal, polylines_to_sketch, rectify
+from diffsketch_core.strokes.soft_raster import soft_render
+from diffsketch_core.strokes.vectorize import vectorize
+from conftest import requires_shared
+from test_recognizability import tiny_classifier  # noqa: F401 (fixture)
+from test_strokes_model import tiny_model
+
+SQUARE = [[[20, 20], [100, 20], [100, 100], [20, 100], [20, 20]], [[20, 20], [100, 100]]]
+
+
+def test_soft_render_matches_opencv_up_to_blur():
+    s = polylines_to_stroke3([np.array(p, float) for p in SQUARE])
+    pts = torch.tensor(np.cumsum(s[:, :2], 0) * 0.5, dtype=torch.float32)[None]  # 128 px frame -> 64
+    draw = torch.tensor((s[:-1, 2] == 0).astype(np.float32))[None]
+    soft = soft_render(pts, draw, 64, sigma=1.0)[0].numpy()
+    hard = 1 - render(s, 64, 1.5, transform=(0.5, np.zeros(2))) / 255.0
+    import cv2
+    blurred = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), 1.0)
+    assert np.corrcoef(soft.ravel(), blurred.ravel())[0, 1] > 0.9
+
+
+def test_soft_render_gradient_moves_a_point_toward_ink():
+    target = torch.zeros(1, 32, 32)
+    target[0, 14:18, 18:21] = 1  # a blob to the right of the segment's end
+    pts = torch.tensor([[[8.0, 16.0], [12.0, 16.0]]], requires_grad=True)
+    opt = torch.optim.SGD([pts], lr=1.0)
+    start = pts[0, 1, 0].item()
+    for _ in range(40):
+        ink = soft_render(pts, torch.ones(1, 1), 32, sigma=2.0)
+        loss = -(ink * target).sum()  # more ink on the blob
+        opt.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            pts.grad[0, 0] = 0  # keep the first point fixed
+        opt.step()
+    assert pts[0, 1, 0].item() > start + 4 and abs(pts[0, 1, 1].item() - 16) < 2
+
+
+def test_vectorise_then_render_overlaps():
+    s = polylines_to_stroke3([np.array(p, float) for p in SQUARE])
+    img = render(s, 128, 3, transform=(1.0, np.zeros(2)))
+    v = vectorize(Image.fromarray(img))
+    back = render(v, 128, 3, transform=(1.0, np.zeros(2)))
+    a, b = img < 128, back < 128
+    iou = (a & b).sum() / (a | b).sum()
+    assert iou > 0.5 and len(stroke3_to_polylines(v)) >= 2
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([], "empty"), ([[]], "empty"), ([[[5, 5]]], "single dot"), ([[[5, 5], [5.5, 5]]], "single dot"),
+    ([[[0, 0], [1e9, 0]]], "out of range"), ([[[0, 0], [float("nan"), 3]]], "out of range"),
+])
+def test_bad_canvas_input(bad, match):
+    with pytest.raises(BadInputError, match=match):
+        polylines_to_sketch(bad)
+
+
+def test_image_without_ink_is_refused():
+    with pytest.raises(BadInputError, match="no ink"):
+        vectorize(Image.new("L", (64, 64), 255))
+
+
+def test_thousands_of_points_are_resampled(tiny_classifier):
+    t = np.linspace(0, 2 * np.pi, 3000)
+    circle = [np.column_stack([200 + 100 * np.cos(t), 200 + 100 * np.sin(t)]).tolist()]
+    res = rectify(circle, tiny_model(), tiny_classifier, strength=0.2, guidance=0, steps=4)
+    assert any("simplified" in n for n in res.notes) and np.isfinite(res.sketch).all()
+
+
+def test_unknown_class_lists_classes():
+    with pytest.raises(BadInputError, match="circle, line, zigzag"):
+        rectify(SQUARE, tiny_model(), class_name="dragon", steps=2, guidance=0)
+
+
+def test_small_strength_stays_close_to_the_input():
+    res = rectify(SQUARE, tiny_model(), class_name="line", strength=0.02, guidance=0, steps=5)
+    a = np.cumsum(res.rough[:, :2], 0)
+    b = np.cumsum(res.sketch[:, :2], 0)
+    n = min(len(a), len(b))
+    assert np.abs(a[:n] - b[:n]).max() < 8  # px on a 80 px drawing
+
+
+def test_heal_keeps_known_points_exactly():
+    known = polylines_to_stroke3([np.array(SQUARE[0], float)])
+    res = heal(known, tiny_model(), class_name="circle", steps=6)
+    n = len(known)
+    np.testing.assert_allclose(res.sketch[:n, :2], known[:, :2], atol=1e-3)
+    assert res.sketch[n - 1, 2] == 1
+
+
+def test_guidance_reduces_perceptual_distance_on_a_seeded_case(tiny_classifier):
+    model = tiny_model()
+    perc = Perceptual("classifier", tiny_classifier)
+    dists = {}
+    for g in (0.0, 1.0):
+        res = rectify(SQUARE, model, tiny_classifier, class_name="line", strength=0.6, guidance=g, steps=12, seed=3,
+                      perceptual="classifier")
+        ink = [torch.from_numpy(1 - render(s, 32, 1.5) / 255.0).float() for s in (res.sketch, res.rough)]
+        dists[g] = float(perc(ink[0][None], ink[1][None]))
+    assert dists[1.0] < dists[0.0]
+
+
+@requires_shared
+def test_lpips_guidance_runs():
+    res = rectify(SQUARE, tiny_model(), class_name="circle", strength=0.3, guidance=0.5, steps=3, perceptual="lpips")
+    assert res.nfe == 3 and np.isfinite(res.sketch).all()
