@@ -24,6 +24,10 @@ from diffsketch_core.extractors import METHODS, extract_sketch
 from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.losses import LossWeights, load_clip, load_lpips
 from diffsketch_core.photo2sketch import PhotoToSketch, finish
+from diffsketch_core.strokes import generate as strokes_api
+from diffsketch_core.strokes.export import export as export_sketches
+from diffsketch_core.strokes.rectify import heal, rectify
+from diffsketch_core.strokes.svg import to_svg
 from diffsketch_core.style import load_style, pack_style, unpack_style
 from diffsketch_core.training import OneShotTrainer, TrainConfig, TrainEvent
 
@@ -336,6 +340,159 @@ def _photo_tab(backbone: gr.State, style_state: gr.State):
     return banner
 
 
+# ---------------------------------------------------------------- Draw strokes
+
+STROKE_MODEL = strokes_api.DEFAULT_MODEL
+CLASSIFIER = strokes_api.CHECKPOINTS / "sketch_classifier"
+STROKES_READY = (STROKE_MODEL / "config.json").is_file()
+SKIP_READY = (strokes_api.DEFAULT_RECOGNIZABILITY / "config.json").is_file()
+SAMPLER_LABELS = {"skip": "Fast: recognizability skipping", "schedule": "Fast: precomputed r(t) schedule",
+                  "ddim": "DDIM, 30 steps", "ddpm": "Full: DDPM, 1000 steps"}
+
+
+@functools.lru_cache(maxsize=1)
+def _classifier():
+    from diffsketch_core.strokes.classifier import load_classifier
+    return load_classifier(CLASSIFIER) if (CLASSIFIER / "config.json").is_file() else None
+
+
+def _stroke_classes() -> list[str]:
+    return list(strokes_api.load_stroke_model().config.class_names) if STROKES_READY else []
+
+
+def _svg_grid(sketches) -> str:
+    cells = "".join(f'<div style="width:200px">{to_svg(s, 200, 2.5, animated=True)}</div>' for s in sketches)
+    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{cells}</div>'
+
+
+def draw_strokes(class_name: str, count: float, sampler: str, seed: float, request: gr.Request | None = None):
+    """-> (gallery PNGs, animated SVG preview HTML, info, download files)."""
+    try:
+        gen = strokes_api.generate(None if class_name == "any" else class_name, int(count), sampler, seed=int(seed))
+    except DiffSketchError as exc:
+        raise _fail(exc) from None
+    files = export_sketches(gen.sketches, _user_dir(request) / f"strokes-{time.time_ns()}", stem=class_name)
+    per = gen.seconds / len(gen.sketches)
+    info = (f"{len(gen.sketches)} sketch(es) of **{class_name}** with *{SAMPLER_LABELS[sampler]}*: "
+            f"{gen.nfe} network evaluations per sketch, {gen.seconds:.2f} s in all ({per:.3f} s per sketch).")
+    return files.pngs, _svg_grid(gen.sketches), info, [files.zip, files.npz] + files.svgs
+
+
+def _strokes_tab() -> None:
+    samplers = [k for k in SAMPLER_LABELS if SKIP_READY or k not in ("skip", "schedule")]
+    with gr.Row():
+        with gr.Column(scale=1):
+            cls = gr.Dropdown(["any"] + _stroke_classes(), value="any", label="Class")
+            count = gr.Slider(1, 16, value=4, step=1, label="How many")
+            sampler = gr.Radio([(SAMPLER_LABELS[k], k) for k in samplers], value=samplers[0], label="Sampler")
+            seed = gr.Number(0, precision=0, label="Seed")
+            go = gr.Button("Draw", variant="primary")
+        with gr.Column(scale=2):
+            info = gr.Markdown()
+            preview = gr.HTML(label="Animated preview")
+            gallery = gr.Gallery(label="Sketches", format="png", columns=4, height=260)
+            files = gr.File(label="Downloads (zip, npz, SVG)", file_count="multiple")
+    go.click(draw_strokes, [cls, count, sampler, seed], [gallery, preview, info, files], api_name="draw_strokes",
+             concurrency_limit=2)
+
+
+# ---------------------------------------------------------------- Rectify
+
+CANVAS_SIZE = 512
+CANVAS_HTML = f"""<div class="ds-pad"><canvas width="{CANVAS_SIZE}" height="{CANVAS_SIZE}"></canvas>
+<div class="ds-tools"><button type="button" data-action="undo">Undo</button>
+<button type="button" data-action="clear">Clear</button><span data-role="count"></span></div></div>"""
+CANVAS_CSS = """.ds-pad canvas { width: 100%; max-width: 512px; aspect-ratio: 1; border: 1px solid #bbb; border-radius: 6px;
+  touch-action: none; background: #fff; cursor: crosshair; display: block; }
+.ds-tools { margin-top: 6px; display: flex; gap: 8px; align-items: center; }
+.ds-tools button { padding: 2px 12px; border: 1px solid #bbb; border-radius: 4px; background: #f6f6f6; }"""
+# Records strokes in order (Sketchpad only returns rasters) and sends them as JSON [[[x, y], ...], ...] in canvas
+# pixels. Listeners sit on the component's root, which survives re-renders; the canvas is redrawn from the strokes.
+CANVAS_JS = """
+const strokes = []; let current = null;
+const canvas = () => element.querySelector('canvas');
+const publish = () => { props.value = JSON.stringify(strokes); trigger('change');
+  requestAnimationFrame(redraw); };
+function point(e) { const c = canvas(), r = c.getBoundingClientRect();
+  return [Math.round((e.clientX - r.left) * c.width / r.width * 10) / 10,
+          Math.round((e.clientY - r.top) * c.height / r.height * 10) / 10]; }
+function redraw() { const c = canvas(); if (!c) return; const g = c.getContext('2d');
+  g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
+  g.strokeStyle = '#111'; g.lineWidth = 4; g.lineCap = 'round'; g.lineJoin = 'round';
+  for (const s of current ? strokes.concat([current]) : strokes) { g.beginPath();
+    s.forEach((p, i) => i ? g.lineTo(p[0], p[1]) : g.moveTo(p[0], p[1]));
+    if (s.length === 1) g.lineTo(s[0][0] + 0.1, s[0][1]); g.stroke(); }
+  const n = element.querySelector('[data-role=count]'); if (n) n.textContent = strokes.length + ' strokes'; }
+element.addEventListener('pointerdown', e => { if (e.target.tagName !== 'CANVAS') return;
+  e.target.setPointerCapture(e.pointerId); current = [point(e)]; redraw(); });
+element.addEventListener('pointermove', e => { if (current) { current.push(point(e)); redraw(); } });
+const finish = () => { if (!current) return; strokes.push(current); current = null; publish(); };
+element.addEventListener('pointerup', finish); element.addEventListener('pointercancel', finish);
+element.addEventListener('click', e => { const a = e.target.dataset && e.target.dataset.action;
+  if (a === 'clear') { strokes.length = 0; publish(); } if (a === 'undo') { strokes.pop(); publish(); } });
+redraw();
+"""
+
+
+def _rough_input(canvas_json: str, upload: str | None):
+    import json
+
+    if upload:
+        return upload
+    try:
+        strokes = json.loads(canvas_json or "[]")
+    except json.JSONDecodeError:
+        raise gr.Error("The canvas sent something that is not a drawing; press Clear and draw again.") from None
+    return strokes
+
+
+def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, seed, request: gr.Request | None = None):
+    """-> (before PNG, after PNG, animated SVG HTML, info, downloads)."""
+    source = _rough_input(canvas_json, upload)
+    model, clf = strokes_api.load_stroke_model(), _classifier()
+    name = None if class_name == "auto" else class_name
+    try:
+        if mode == "heal":
+            res = heal(source, model, clf, name, seed=int(seed))
+        else:
+            res = rectify(source, model, clf, name, strength=float(strength), guidance=float(guidance), seed=int(seed))
+    except DiffSketchError as exc:
+        raise _fail(exc) from None
+    files = export_sketches([res.rough, res.sketch], _user_dir(request) / f"rectify-{time.time_ns()}", stem="rectify",
+                            same_frame=True)
+    conf = ""
+    if res.confidence_before is not None:
+        conf = f" Classifier's confidence in *{res.class_name}*: {res.confidence_before:.0%} before, {res.confidence_after:.0%} after."
+    info = f"{'Healed' if mode == 'heal' else 'Rectified'} as **{res.class_name or 'any class'}** in {res.seconds:.1f} s " \
+           f"({res.nfe} steps).{conf} {' '.join(res.notes)}"
+    return files.pngs[0], files.pngs[1], _svg_grid([res.sketch]), info, [files.svgs[1], files.pngs[1], files.npz]
+
+
+def _rectify_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            canvas = gr.HTML("[]", html_template=CANVAS_HTML, css_template=CANVAS_CSS, js_on_load=CANVAS_JS,
+                             elem_id="rectify-canvas")
+            upload = gr.Image(label="...or upload a drawing (used instead of the canvas)", type="filepath",
+                              image_mode=None, sources=["upload"], height=200)
+        with gr.Column():
+            cls = gr.Dropdown(["auto"] + _stroke_classes(), value="auto", label="Class (auto = ask the classifier)")
+            mode = gr.Radio([("Rectify (clean up)", "rectify"), ("Heal (complete what is missing)", "heal")],
+                            value="rectify", label="Mode")
+            strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength (how far from your drawing)")
+            guidance = gr.Slider(0.0, 2.0, value=0.5, step=0.1, label="Guidance (how much it keeps your lines)")
+            seed = gr.Number(0, precision=0, label="Seed")
+            go = gr.Button("Rectify", variant="primary")
+    info = gr.Markdown()
+    with gr.Row():
+        before = gr.Image(label="Before", format="png", interactive=False)
+        after = gr.Image(label="After", format="png", interactive=False)
+        animated = gr.HTML(label="After, animated")
+    files = gr.File(label="Downloads (SVG, PNG, npz)", file_count="multiple")
+    go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed],
+             [before, after, animated, info, files], api_name="rectify", concurrency_limit=2)
+
+
 # ---------------------------------------------------------------- the app
 
 def build_demo() -> gr.Blocks:
@@ -351,6 +508,11 @@ def build_demo() -> gr.Blocks:
                 style_banner, iterations = _style_tab(backbone, style_state)
             with gr.Tab("Photo -> Sketch", id="photo"):
                 photo_banner = _photo_tab(backbone, style_state)
+            if STROKES_READY:  # tabs appear only with the checkpoints they need
+                with gr.Tab("Draw strokes", id="strokes"):
+                    _strokes_tab()
+                with gr.Tab("Rectify", id="rectify"):
+                    _rectify_tab()
         load.click(load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner])
         # demo mode trains in seconds: start the slider where a try-out makes sense
         demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])

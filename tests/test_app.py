@@ -124,3 +124,38 @@ def test_style_upload_rejects_foreign_files(tmp_path):
     not_zip.write_text("hello")
     with pytest.raises(gr.Error, match="not a zip"):
         app.upload_style(str(not_zip), None, req("u"))
+
+
+SQUARE_JSON = "[[[100,100],[300,100],[300,300],[100,300],[100,100]], [[100,100],[300,300]]]"
+
+
+@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+def test_draw_strokes_gives_pngs_svg_and_downloads():
+    pngs, html, info, files = app.draw_strokes("apple", 2, "ddim", 1, req("draw"))
+    assert len(pngs) == 2 and html.count("<svg") == 2 and "30 network evaluations" in info
+    assert any(f.endswith(".npz") for f in files) and any(f.endswith(".zip") for f in files)
+    with pytest.raises(gr.Error, match="Unknown class"):
+        app.draw_strokes("dragon", 2, "ddim", 1)
+
+
+@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+def test_rectify_tab_from_canvas_json_and_errors():
+    before, after, html, info, files = app.rectify_sketch(SQUARE_JSON, None, "auto", "rectify", 0.3, 0.3, 0, req("r"))
+    assert Image.open(before).size == Image.open(after).size and "<svg" in html and "Rectified as" in info
+    _, _, _, info, _ = app.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, req("r"))
+    assert "Healed as **apple**" in info
+    for bad, match in (("[]", "empty"), ("{oops", "not a drawing"), ("[[[5,5]]]", "single dot")):
+        with pytest.raises(gr.Error, match=match):
+            app.rectify_sketch(bad, None, "auto", "rectify", 0.5, 0.5, 0)
+
+
+@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+def test_rectify_an_uploaded_drawing_and_a_blank_one(tmp_path):
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).ellipse([40, 40, 160, 160], outline=0, width=4)
+    img.save(tmp_path / "d.png")
+    _, after, _, info, _ = app.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, req("u"))
+    assert "Rectified as **apple**" in info
+    Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
+    with pytest.raises(gr.Error, match="no ink"):
+        app.rectify_sketch("[]", str(tmp_path / "blank.png"), "apple", "rectify", 0.3, 0.0, 0)

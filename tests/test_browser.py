@@ -112,3 +112,36 @@ def test_python_client_runs_classic_sketch(server, tmp_path):
                                            api_name="/classic_sketch")
     assert "451x300" in info
     assert Image.open(shown).size == (451, 300)
+
+
+def test_generate_strokes_and_see_the_svg(page):
+    import app
+    if not app.STROKES_READY:
+        pytest.skip("no stroke checkpoint")
+    page.get_by_role("tab", name="Draw strokes").click()
+    page.get_by_label("DDIM, 30 steps").check()
+    page.get_by_role("button", name="Draw", exact=True).click()
+    page.get_by_text("network evaluations per sketch").wait_for(timeout=120_000)
+    assert page.locator("svg path").count() > 0
+
+
+def test_draw_two_strokes_on_the_canvas_and_rectify(page):
+    import app
+    if not app.STROKES_READY:
+        pytest.skip("no stroke checkpoint")
+    page.get_by_role("tab", name="Rectify").click()
+    canvas = page.locator("#rectify-canvas canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    for (x0, y0), (x1, y1) in (((0.2, 0.2), (0.8, 0.25)), ((0.5, 0.25), (0.5, 0.8))):
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for k in range(1, 11):
+            f = k / 10
+            page.mouse.move(box["x"] + (x0 + f * (x1 - x0)) * box["width"], box["y"] + (y0 + f * (y1 - y0)) * box["height"])
+        page.mouse.up()
+    page.get_by_text("2 strokes").wait_for()
+    page.get_by_role("button", name="Rectify", exact=True).click()
+    page.get_by_text("Rectified as").wait_for(timeout=120_000)
+    after = page.locator(".block", has=page.get_by_text("After", exact=True)).locator("img").first
+    assert ".png" in (after.get_attribute("src") or "")

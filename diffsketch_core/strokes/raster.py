@@ -10,9 +10,11 @@ from .format import stroke3_to_polylines
 _SHIFT = 4  # sub-pixel bits for cv2.polylines
 
 
-def fit_transform(s: np.ndarray, size: int, margin: float = 0.08) -> tuple[float, np.ndarray]:
-    """Scale and offset that fit the sketch's bounding box into a size x size canvas, aspect kept."""
-    pts = np.cumsum(np.asarray(s, np.float64)[:, :2], axis=0)
+def fit_transform(s: np.ndarray | list[np.ndarray], size: int, margin: float = 0.08) -> tuple[float, np.ndarray]:
+    """Scale and offset that fit the sketch's bounding box (or several sketches' joint box, to draw them in one
+    frame) into a size x size canvas, aspect kept."""
+    sketches = s if isinstance(s, list) else [s]
+    pts = np.concatenate([np.cumsum(np.asarray(k, np.float64)[:, :2], axis=0) for k in sketches])
     lo, hi = pts.min(0), pts.max(0)
     extent = max(float((hi - lo).max()), 1e-6)
     scale = size * (1 - 2 * margin) / extent

@@ -41,6 +41,16 @@ class RectifyResult:
     nfe: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    confidence_before: float | None = None  # the classifier's probability of the class, rough vs result
+    confidence_after: float | None = None
+
+
+def _confidences(classifier, class_name, rough: np.ndarray, out: np.ndarray) -> tuple[float | None, float | None]:
+    if classifier is None or class_name is None or class_name not in classifier.config.class_names:
+        return None, None
+    k = list(classifier.config.class_names).index(class_name)
+    probs, _ = classifier.predict([rough, out])
+    return float(probs[0, k]), float(probs[1, k])
 
 
 def polylines_to_sketch(polylines) -> np.ndarray:
@@ -223,9 +233,10 @@ def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None =
             target = soft_render(to_canvas(x0, *fit), draw_weights(_pen_onehot(torch.from_numpy(pen)[None])), RENDER)
     t0 = int(round(strength * (model.config.num_train_timesteps - 1)))
     x, logits, nfe = _denoise(model, x0, label, t0, steps, seed, cfg, guidance, perc, target, fit)
-    out = from_fixed(x[0].numpy(), logits[0].argmax(-1).numpy(), frame.scale)
+    out = frame.to_input(from_fixed(x[0].numpy(), logits[0].argmax(-1).numpy(), frame.scale))
     name = None if label == model.null_class else model.config.class_names[label]
-    return RectifyResult(frame.to_input(out), rough, name, nfe, time.perf_counter() - start, notes)
+    return RectifyResult(out, rough, name, nfe, time.perf_counter() - start, notes,
+                         *_confidences(classifier, name, rough, out))
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
@@ -246,6 +257,7 @@ def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = No
                               steps, seed, cfg, 0.0, None, None, None, known)
     pen_out = logits[0].argmax(-1).numpy()
     pen_out[:n] = pen[:n]  # the known strokes stay as drawn; new strokes start with a pen-up move
-    out = from_fixed(x[0].numpy(), pen_out, frame.scale)
+    out = frame.to_input(from_fixed(x[0].numpy(), pen_out, frame.scale))
     name = None if label == model.null_class else model.config.class_names[label]
-    return RectifyResult(frame.to_input(out), rough, name, nfe, time.perf_counter() - start, notes)
+    return RectifyResult(out, rough, name, nfe, time.perf_counter() - start, notes,
+                         *_confidences(classifier, name, rough, out))

@@ -16,8 +16,9 @@ def _path_d(poly: np.ndarray) -> str:
 
 
 def to_svg(s: np.ndarray, size: int = 256, stroke_width: float = 2.0, animated: bool = False,
-           seconds_per_stroke: float = 0.4, color: str = "#111") -> str:
-    scale, offset = fit_transform(s, size)
+           seconds_per_stroke: float = 0.4, color: str = "#111",
+           transform: tuple[float, np.ndarray] | None = None) -> str:
+    scale, offset = transform if transform is not None else fit_transform(s, size)
     polys = [p * scale + offset for p in stroke3_to_polylines(s)]
     style = ""
     if animated:
