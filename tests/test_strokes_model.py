@@ -112,3 +112,8 @@ def test_generate_with_tiny_model():
     gen = generate("zigzag", n=3, sampler="ddim", steps=8, model=tiny_model())
     assert len(gen.sketches) == 3 and gen.nfe == 8 and gen.class_names == ["zigzag"] * 3
     assert all(s.shape[1] == 3 and np.isfinite(s).all() for s in gen.sketches)
+
+
+def test_generate_a_list_of_classes_in_one_batch():
+    gen = generate(["circle", None, "zigzag"], sampler="ddim", steps=4, model=tiny_model())
+    assert gen.class_names == ["circle", None, "zigzag"] and len(gen.sketches) == 3

@@ -65,18 +65,23 @@ def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
     return names.index(key)
 
 
-def generate(class_name: str | None = None, n: int = 4, sampler: str = "skip", steps: int = 30, seed: int = 0,
-             guidance: float = 2.0, model: StrokeDenoiser | None = None, recognizability=None) -> Generation:
-    """sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t) curve),
-    "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps)."""
+def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
+             seed: int = 0, guidance: float = 2.0, model: StrokeDenoiser | None = None,
+             recognizability=None) -> Generation:
+    """n sketches of `class_name` (None or "any": unconditional), or one per entry of a list of class names,
+    all in one batch. sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t)
+    curve), "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps)."""
+    names = list(class_name) if isinstance(class_name, (list, tuple)) else None
+    if names is not None:
+        n = len(names)
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SKETCHES:
         raise BadInputError(f"Number of sketches must be between 1 and {MAX_SKETCHES}, got {n!r}.")
     if sampler not in SAMPLERS:
         raise BadInputError(f"Unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
     model = model or load_stroke_model()
-    label = resolve_class(model, class_name)
+    ids = [resolve_class(model, c) for c in (names if names is not None else [class_name] * n)]
     diff = StrokeDiffusion(model.config.num_train_timesteps)
-    labels = torch.full((n,), label)
+    labels = torch.tensor(ids)
     start = time.perf_counter()
     if sampler in ("skip", "schedule"):
         from .recognizability import skip_sample
@@ -92,5 +97,5 @@ def generate(class_name: str | None = None, n: int = 4, sampler: str = "skip", s
     seconds = time.perf_counter() - start
     scale = model.config.offset_scale
     sketches = [from_fixed(o, p, scale) for o, p in zip(res.offsets.numpy(), res.pen.numpy())]
-    name = None if label == model.null_class else model.config.class_names[label]
-    return Generation(sketches, [name] * n, res.nfe, seconds, sampler)
+    out_names = [None if k == model.null_class else model.config.class_names[k] for k in ids]
+    return Generation(sketches, out_names, res.nfe, seconds, sampler)

@@ -1,0 +1,68 @@
+"""Stroke generation: full DDPM (1000 steps) vs uniform DDIM-30 vs the recognizability samplers, with the shipped
+checkpoints. One table: network evaluations per sketch, seconds per sketch at batch 64 on this machine,
+recognition by the project's classifier (sketches of each class), and the Frechet distance between classifier
+features of generated and test-split sketches, with train-vs-test as the floor.
+
+    python benchmarks/strokes.py --per-class 4 [--samplers ddpm ddim skip schedule] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks._util import machine  # noqa: E402
+from diffsketch_core.metrics import frechet_distance, recognition  # noqa: E402
+from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
+from diffsketch_core.strokes.data import load_split  # noqa: E402
+from diffsketch_core.strokes.generate import CHECKPOINTS, generate, load_stroke_model  # noqa: E402
+
+NAMES = {"ddpm": "DDPM-1000", "ddim": "DDIM-30 uniform", "skip": "r-skip (online)", "schedule": "r-schedule"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--per-class", type=int, default=4)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "skip", "schedule"])
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_stroke_model()
+    clf = load_classifier(CHECKPOINTS / "sketch_classifier")
+    classes = list(model.config.class_names)
+    test, train = load_split("test", classes), load_split("train", classes)
+    _, test_f = clf.predict(test.sketches)
+    _, train_f = clf.predict(train.sketches[::5])
+    print(f"machine: {machine()}; {args.per_class} sketches x {len(classes)} classes per sampler; batch {args.batch}; "
+          f"classifier-free guidance {args.guidance}")
+    print(f"{'sampler':<18}{'NFE/sketch':>11}{'s/sketch':>10}{'recognition':>13}{'Frechet':>10}")
+    print(f"{'test split (real)':<18}{'-':>11}{'-':>10}{recognition(clf.predict(test.sketches)[0], test.labels):>13.3f}"
+          f"{frechet_distance(train_f, test_f):>10.2f}   <- train vs test: the floor")
+    for sampler in args.samplers:
+        wanted = [c for c in classes for _ in range(args.per_class)]
+        sketches, seconds, nfe = [], 0.0, 0
+        for start in range(0, len(wanted), args.batch):
+            t0 = time.perf_counter()
+            g = generate(wanted[start:start + args.batch], sampler=sampler, seed=start, guidance=args.guidance)
+            seconds += time.perf_counter() - t0
+            sketches += g.sketches
+            nfe = g.nfe
+        labels = [classes.index(c) for c in wanted]
+        probs, feats = clf.predict(sketches)
+        print(f"{NAMES[sampler]:<18}{nfe:>11}{seconds / len(sketches):>10.4f}{recognition(probs, np.array(labels)):>13.3f}"
+              f"{frechet_distance(feats, test_f):>10.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
