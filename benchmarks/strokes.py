@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "skip", "schedule"])
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:

@@ -66,7 +66,7 @@ def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
 
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
-             seed: int = 0, guidance: float = 2.0, model: StrokeDenoiser | None = None,
+             seed: int = 0, guidance: float = 4.0, model: StrokeDenoiser | None = None,
              recognizability=None) -> Generation:
     """n sketches of `class_name` (None or "any": unconditional), or one per entry of a list of class names,
     all in one batch. sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t)

@@ -71,7 +71,7 @@ class Trajectories:
 
 @torch.no_grad()
 def record_trajectories(model: StrokeDenoiser, classifier: SketchClassifier, labels: torch.Tensor, every: int = 10,
-                        seed: int = 0, guidance: float = 2.0) -> Trajectories:
+                        seed: int = 0, guidance: float = 4.0) -> Trajectories:
     """Run the full 1000-step DDIM (eta 0) trajectory and judge the predicted x0 every `every` steps."""
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     scale = model.config.offset_scale
@@ -114,7 +114,7 @@ def schedule_from_curve(t: np.ndarray, r: np.ndarray, steps: int, floor: float =
 
 @torch.no_grad()
 def skip_sample(model: StrokeDenoiser, h: RecognizabilityNet, labels: torch.Tensor, *, threshold: float = 0.3,
-                jump: int = 100, fine: int = 20, guidance: float = 2.0, seed: int = 0) -> SampleResult:
+                jump: int = 100, fine: int = 20, guidance: float = 4.0, seed: int = 0) -> SampleResult:
     """Online skipping: jump `jump` steps while predicted recognizability < threshold, else `fine` steps."""
     diff = StrokeDiffusion(model.config.num_train_timesteps)
 

@@ -202,7 +202,7 @@ def _resolve_label(model: StrokeDenoiser, classifier, class_name, sketch_model) 
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float = 0.5, guidance: float = 0.3, steps: int = 40, seed: int = 0, cfg: float = 2.0,
+            strength: float = 0.5, guidance: float = 0.3, steps: int = 40, seed: int = 0, cfg: float = 4.0,
             perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     if not 0 < strength <= 1:
@@ -240,7 +240,7 @@ def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None =
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-         steps: int = 50, seed: int = 0, cfg: float = 2.0) -> RectifyResult:
+         steps: int = 50, seed: int = 0, cfg: float = 4.0) -> RectifyResult:
     """Complete an incomplete sketch: its points are kept exactly, the model draws what is missing after them."""
     start = time.perf_counter()
     rough = _as_sketch(source)
