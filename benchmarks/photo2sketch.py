@@ -31,11 +31,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--photos", type=int, default=2)
+    p.add_argument("--backbone", default="sd15-shaped", help="'tiny' for a quick check of the script itself")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bb = load_backbone("sd15-shaped")
+    bb = load_backbone(args.backbone)
     style = Style(generator_for(bb, DEFAULT_TIMESTEPS).to(bb.device).eval(), "a photo", args.resolution)
     model = PhotoToSketch(style, bb)
     photo = Image.open(ROOT / "assets" / "photos" / "astronaut.png").convert("RGB").resize((512, 512))
@@ -51,7 +52,7 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     mem = (f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available()
            else f"peak RSS {peak_rss_mb() / 1024:.1f} GiB")
-    print(f"machine: {machine()}; sd15-shaped; 512x512 photo processed at {args.resolution}; "
+    print(f"machine: {machine()}; {args.backbone}; 512x512 photo processed at {args.resolution}; "
           f"seconds per photo: {', '.join(f'{t:.2f}' for t in times)} (mean {sum(times) / len(times):.2f}); {mem}")
 
 

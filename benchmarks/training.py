@@ -26,9 +26,10 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from benchmarks._util import machine, peak_rss_mb, timed  # noqa: E402
 from diffsketch_core.backbone import load_backbone  # noqa: E402
-from diffsketch_core.losses import ClipImageEncoder, load_lpips  # noqa: E402
+from diffsketch_core.losses import ClipImageEncoder, load_lpips, tiny_clip  # noqa: E402
 from diffsketch_core.sampling import ddim_sample  # noqa: E402
 from diffsketch_core.training import OneShotTrainer, TrainConfig, _slice  # noqa: E402
+from diffsketch_core.conditions import fit_prior, read_captions  # noqa: E402
 from diffsketch_core.features import FeatureBundle  # noqa: E402
 
 
@@ -53,6 +54,8 @@ def main() -> None:
     p.add_argument("--gen-batch", type=int, default=1)
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--full-iterations", type=int, default=1200, help="for the projection")
+    p.add_argument("--prior-captions", type=int, default=1200, help="captions encoded for the CDST prior")
+    p.add_argument("--backbone", default="sd15-shaped", help="'tiny' for a quick check of the script itself")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
@@ -60,14 +63,16 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     setup: dict = {}
     with timed(setup, "load"):
-        bb = load_backbone("sd15-shaped")
-        clip = clip_b32_shaped().to(bb.device, bb.dtype)
+        bb = load_backbone(args.backbone)
+        clip = (clip_b32_shaped() if args.backbone != "tiny" else tiny_clip()).to(bb.device, bb.dtype)
         lp = load_lpips(bb.device)
     cfg = TrainConfig(iterations=args.iterations, resolution=args.resolution, sample_steps=args.sample_steps,
                       gen_batch=args.gen_batch)
-    with timed(setup, "trainer_setup"):  # example features, CLIP example embeddings, CDST prior (cached after once)
+    with timed(setup, "prior"):  # a one-off cost (cached per backbone in real use); a small prior is enough here
+        prior = fit_prior(bb, read_captions()[:args.prior_captions], n_components=min(512, args.prior_captions - 1))
+    with timed(setup, "trainer_setup"):  # example features, CLIP example embeddings
         trainer = OneShotTrainer(bb, *example_pair(args.resolution), "a photo of a horse in mud", cfg,
-                                 clip=clip, lpips_model=lp)
+                                 clip=clip, lpips_model=lp, prior=prior)
     if cuda:
         trainer.step()
         torch.cuda.reset_peak_memory_stats()
@@ -99,10 +104,12 @@ def main() -> None:
     per_iter = (mean["sd_sampling"] + mean["feature_extraction"]) / args.gen_batch + sum(
         mean[k] for k in ("generator_forward", "clip_lpips_losses", "backward_adam"))
     params = sum(p.numel() for p in trainer.generator.parameters())
-    print(f"machine: {machine()}; sd15-shaped backbone, ViT-B/32-shaped CLIP, LPIPS-alex; {args.resolution}x"
+    clip_name = "tiny" if args.backbone == "tiny" else "ViT-B/32-shaped"
+    print(f"machine: {machine()}; {args.backbone} backbone, {clip_name} CLIP, LPIPS-alex; {args.resolution}x"
           f"{args.resolution}; {args.sample_steps} DDIM steps x CFG per CDST image; gen_batch {args.gen_batch}; "
           f"generator {params / 1e6:.1f} M parameters")
-    print(f"setup: load {setup['load']:.1f} s, trainer setup (example features + CDST prior) {setup['trainer_setup']:.1f} s")
+    print(f"setup: load {setup['load']:.1f} s, CDST prior from {args.prior_captions} captions {setup['prior']:.1f} s "
+          f"(once per backbone, cached), example features + embeddings {setup['trainer_setup']:.1f} s")
     print(f"{'phase':<22}{'s per call':>12}{'s per iteration':>17}")
     for k, v in mean.items():
         share = v / args.gen_batch if k in ("sd_sampling", "feature_extraction") else v

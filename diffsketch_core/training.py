@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from .backbone import Backbone, load_backbone
-from .conditions import CDSTConditions, prior_for
+from .conditions import CDSTConditions, ConditionPrior, prior_for
 from .errors import BadInputError, DiffSketchError
 from .features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
 from .generator import SketchGenerator, generator_for
@@ -84,7 +84,8 @@ def _to_uint8(sketch: torch.Tensor) -> np.ndarray:
 class OneShotTrainer:
     def __init__(self, backbone: Backbone, photo: ImageLike, sketch: ImageLike, caption: str = "",
                  config: TrainConfig | None = None, clip: ClipImageEncoder | None = None,
-                 lpips_model: torch.nn.Module | None = None, generator: SketchGenerator | None = None):
+                 lpips_model: torch.nn.Module | None = None, generator: SketchGenerator | None = None,
+                 prior: ConditionPrior | None = None):
         self.bb, self.cfg = backbone, config or TrainConfig()
         self.caption = caption.strip()
         res = self.cfg.resolution or backbone.resolution
@@ -114,7 +115,7 @@ class OneShotTrainer:
         self.loss = DiffSketchLoss(self.clip, lpips_model if self.cfg.weights.lpips > 0 else None, self.cfg.weights)
         photo01 = (self.photo + 1) / 2
         self.e_s_ex, self.e_i_ex = self.loss.embed_example(self.target, photo01)
-        self.conditions = CDSTConditions(prior_for(backbone), self.example_cond[0], self.cfg.horizon, self.cfg.seed)
+        self.conditions = CDSTConditions(prior or prior_for(backbone), self.example_cond[0], self.cfg.horizon, self.cfg.seed)
         self.opt = torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr)
         self._queue: list[FeatureBundle] = []
         self.iteration = 0
