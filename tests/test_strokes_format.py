@@ -45,11 +45,12 @@ def test_fixed_length_round_trip_and_end_state(square):
     np.testing.assert_allclose(fmt.from_fixed(offsets, pen, 20.0), square, atol=1e-5)
 
 
-def test_decoding_stops_at_first_end():
+def test_decoding_stops_where_the_final_end_run_begins():
     offsets = np.ones((10, 2), np.float32)
-    pen = np.array([0, 0, 1, 0, 2, 0, 0, 1, 0, 2])
+    pen = np.array([0, 0, 1, 0, 2, 0, 1, 2, 2, 2])  # a stray END at 4 lifts the pen; the sketch ends at 7
     s = fmt.from_fixed(offsets, pen, 1.0)
-    assert len(s) == 4 and s[-1, 2] == 1
+    assert len(s) == 7 and s[-1, 2] == 1 and s[4, 2] == 1 and s[3, 2] == 0
+    assert len(fmt.from_fixed(offsets, np.full(10, fmt.END), 1.0)) == 2  # nothing drawn: a minimal line
 
 
 def test_long_sketch_is_simplified_not_dropped():

@@ -82,9 +82,9 @@ def test_ddim_recovers_clean_data_with_perfect_noise_prediction():
     torch.testing.assert_close(diff.ddim_step(xt, 700, -1, noise), x0, atol=1e-4, rtol=1e-4)
 
 
-def test_sketch_lengths_finds_first_end():
-    pen = torch.tensor([[0, 1, END, END], [0, 0, LIFT, 0]])
-    assert sketch_lengths(pen).tolist() == [2, 4]
+def test_sketch_lengths_ends_at_the_final_end_run():
+    pen = torch.tensor([[0, 1, END, END], [0, 0, LIFT, 0], [END, 0, LIFT, END], [END, END, END, END]])
+    assert sketch_lengths(pen).tolist() == [2, 4, 3, 0]
 
 
 def test_save_load_fp16_round_trip(tmp_path):

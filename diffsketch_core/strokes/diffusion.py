@@ -143,7 +143,7 @@ def uniform_timesteps(steps: int, T: int = 1000) -> list[int]:
 
 
 def sketch_lengths(pen: torch.Tensor) -> torch.Tensor:
-    """Index of the first END per sketch (N if none)."""
-    is_end = pen == END
-    first = torch.where(is_end.any(-1), is_end.float().argmax(-1), torch.full_like(pen[:, 0], pen.shape[1]))
-    return first
+    """Points per sketch: up to where the final run of END begins (as `format.fixed_length`)."""
+    n = pen.shape[1]
+    drawn = (pen != END).float() * torch.arange(1, n + 1, device=pen.device)
+    return drawn.amax(-1).long()

@@ -130,15 +130,21 @@ def to_fixed(s: np.ndarray, max_len: int, scale: float) -> tuple[np.ndarray, np.
     return offsets, pen, n
 
 
+def fixed_length(pen: np.ndarray) -> int:
+    """Where a decoded sketch ends: END is absorbing, so the sketch ends where the final run of END states
+    begins; a stray END before later drawn points does not cut the sketch short."""
+    drawn = np.flatnonzero(np.asarray(pen) != END)
+    return int(drawn[-1]) + 1 if len(drawn) else 0
+
+
 def from_fixed(offsets: np.ndarray, pen: np.ndarray, scale: float) -> np.ndarray:
-    """Model output -> stroke-3. The sketch ends at the first END; nothing after it is drawn."""
+    """Model output -> stroke-3, ending where the final run of END begins (nothing after it is drawn); a stray
+    END inside the sketch lifts the pen there."""
     pen = np.asarray(pen)
-    ends = np.flatnonzero(pen == END)
-    n = int(ends[0]) if len(ends) else len(pen)
-    n = max(n, 2)  # a sketch with no real points still returns a drawable (tiny) line; callers check size
+    n = max(fixed_length(pen), 2)  # a sketch with no real points still returns a drawable (tiny) line
     s = np.zeros((n, 3), np.float32)
     s[:, :2] = np.asarray(offsets[:n], dtype=np.float32) * scale
-    s[:, 2] = (pen[:n] == LIFT).astype(np.float32)
+    s[:, 2] = (pen[:n] != DRAW).astype(np.float32)
     s[-1, 2] = 1.0
     return s
 
