@@ -48,7 +48,7 @@ def augment(offsets: torch.Tensor, gen: torch.Generator, max_deg: float = 10.0, 
 
 
 @torch.no_grad()
-def draw(model: StrokeDenoiser, labels: list[int], steps: int = 50, seed: int = 0, guidance: float = 1.0):
+def draw(model: StrokeDenoiser, labels: list[int], steps: int = 50, seed: int = 0, guidance: float = 4.0):
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     res = diff.sample(model, torch.tensor(labels), uniform_timesteps(steps, diff.T), guidance=guidance, seed=seed)
     scale = model.config.offset_scale
@@ -121,14 +121,18 @@ class Trainer:
                                                        "history": self.log_rows[-50:]}, indent=1))
 
     # ------------------------------------------------------------ loop
-    def lr_at(self, step: int) -> float:
-        return self.args.lr * min(1.0, (step + 1) / self.args.warmup)
+    def lr_at(self, step: int, frac: float = 0.0) -> float:
+        """Warmup over the first steps of the whole training, then (per run) a cosine from --lr to --lr-final
+        over the run's time budget (`frac` = share of it used)."""
+        final = self.args.lr if self.args.lr_final is None else self.args.lr_final
+        cosine = final + (self.args.lr - final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        return cosine * min(1.0, (step + 1) / self.args.warmup)
 
-    def train_step(self) -> dict:
+    def train_step(self, frac: float = 0.0) -> dict:
         idx = torch.randint(0, len(self.offsets), (self.args.batch,), generator=self.gen)
         offsets = augment(self.offsets[idx], self.gen)
         for g in self.opt.param_groups:
-            g["lr"] = self.lr_at(self.step)
+            g["lr"] = self.lr_at(self.step, frac)
         out = self.diffusion.training_loss(self.model, offsets, self.pen[idx], self.labels[idx], generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -149,13 +153,14 @@ class Trainer:
         return recognition(self.ema, self.classifier, seed=self.step) if self.classifier is not None else None
 
     def fit(self, log=print) -> None:
-        deadline = time.time() + self.args.minutes * 60
+        began = time.time()
+        deadline = began + self.args.minutes * 60
         start, losses = time.time(), []
         while time.time() < deadline and self.step < self.args.max_steps:
-            losses.append(self.train_step())
+            losses.append(self.train_step((time.time() - began) / (deadline - began)))
             if self.step % self.args.eval_every == 0:
                 rec = self.evaluate()
-                row = {"step": self.step, "mse": float(np.mean([l["mse"] for l in losses])),
+                row = {"step": self.step, "lr": self.opt.param_groups[0]["lr"], "mse": float(np.mean([l["mse"] for l in losses])),
                        "ce": float(np.mean([l["ce"] for l in losses])), "recognition": rec,
                        "s_per_step": (time.time() - start) / len(losses)}
                 self.log_rows.append(row)
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=10**9)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-final", type=float, default=None, help="cosine-decay to this over the run (default: constant)")
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--max-len", type=int, default=96)
