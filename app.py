@@ -480,7 +480,7 @@ def _rectify_tab() -> None:
             mode = gr.Radio([("Rectify (clean up)", "rectify"), ("Heal (complete what is missing)", "heal")],
                             value="rectify", label="Mode")
             strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength (how far from your drawing)")
-            guidance = gr.Slider(0.0, 2.0, value=0.5, step=0.1, label="Guidance (how much it keeps your lines)")
+            guidance = gr.Slider(0.0, 4.0, value=2.0, step=0.1, label="Guidance (how much it keeps your lines)")
             seed = gr.Number(0, precision=0, label="Seed")
             go = gr.Button("Rectify", variant="primary")
     info = gr.Markdown()

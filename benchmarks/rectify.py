@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     p.add_argument("--masks", type=float, nargs="+", default=[0.1, 0.3])
     p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--guidance", type=float, default=0.5)
+    p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--perceptual", default="lpips", choices=["lpips", "classifier"])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=None)

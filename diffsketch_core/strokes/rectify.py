@@ -31,6 +31,7 @@ from .soft_raster import draw_weights, soft_render, to_canvas
 MODEL_EXTENT = 200.0  # the training sketches span about 200 px; inputs are rescaled to that
 MAX_COORD = 1e5
 RENDER = 64
+GUIDE_STEPS, GUIDE_RATE = 3, 0.05  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
 
 
 @dataclass
@@ -143,11 +144,16 @@ def _pen_onehot(pen: torch.Tensor) -> torch.Tensor:
 
 
 @torch.enable_grad()
-def _guide(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, fit, perceptual: Perceptual) -> torch.Tensor:
-    x = x0.detach().requires_grad_(True)
-    ink = soft_render(to_canvas(x, *fit), draw_weights(logits.softmax(-1)), RENDER)
-    (grad,) = torch.autograd.grad(perceptual(ink, target), x)
-    return grad
+def _guide(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, fit, perceptual: "Perceptual",
+           eta: float) -> torch.Tensor:
+    """One normalised gradient step of the perceptual distance on the predicted sketch's *absolute* points.
+    Stepping on absolute points moves each point locally; the same step on offsets would drag every later
+    point along (measured: offset-space steps made the result drift away from the drawing)."""
+    pts = torch.cumsum(x0.detach(), 1).requires_grad_(True)
+    ink = soft_render(pts * fit[0] + fit[1], draw_weights(logits.softmax(-1)), RENDER)
+    (g,) = torch.autograd.grad(perceptual(ink, target), pts)
+    pts = pts.detach() - eta * g / (g.pow(2).mean().sqrt() + 1e-12)
+    return torch.diff(pts, dim=1, prepend=torch.zeros_like(pts[:, :1]))
 
 
 def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, label: int, t0: int, steps: int, seed: int,
@@ -166,9 +172,9 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, label: int, t0: int,
             eps, logits = diff.guided(model, x, tt, labels, cfg)
             x0 = diff.predict_x0(x, tt, eps)
         if guidance > 0 and perceptual is not None:
-            g = _guide(x0, logits, target, fit, perceptual)
             ab = diff._ab(tt)[:, None, None]
-            x0 = x0 - guidance * (1 - ab).sqrt() * g / (g.pow(2).mean().sqrt() + 1e-12)
+            for _ in range(GUIDE_STEPS):
+                x0 = _guide(x0, logits, target, fit, perceptual, GUIDE_RATE * guidance)
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
         x = diff.ddim_step(x, t, t_next, eps) if guidance <= 0 else _ddim_from_x0(diff, x0, eps, t_next)
@@ -202,7 +208,7 @@ def _resolve_label(model: StrokeDenoiser, classifier, class_name, sketch_model) 
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float = 0.5, guidance: float = 0.3, steps: int = 40, seed: int = 0, cfg: float = 4.0,
+            strength: float = 0.5, guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
             perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     if not 0 < strength <= 1:
