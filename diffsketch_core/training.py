@@ -18,7 +18,6 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import numpy as np
