@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import SHARED
-from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps
+from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps, with_pen
 from diffsketch_core.strokes.format import END, LIFT, batch_fixed
 from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, generate, load_stroke_model
 
@@ -55,7 +55,8 @@ def test_pen_decoding_gives_continuous_strokes_on_lightly_noised_real_data():
     b = batch_fixed(sketches, model.config.max_len, model.config.offset_scale)
     diff = StrokeDiffusion()
     t = torch.full((len(sketches),), 10)
-    x = diff.q_sample(torch.from_numpy(b.offsets), t, torch.randn(b.offsets.shape, generator=torch.Generator().manual_seed(0)))
+    x0 = with_pen(model, torch.from_numpy(b.offsets), torch.from_numpy(b.pen))
+    x = diff.q_sample(x0, t, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)))
     label = list(model.config.class_names).index("apple")
     with torch.no_grad():
         _, logits = model(x, t, torch.full((len(sketches),), label))
@@ -64,5 +65,8 @@ def test_pen_decoding_gives_continuous_strokes_on_lightly_noised_real_data():
     assert (pen[real] == b.pen[real]).mean() > 0.9
     assert (pen[~real] == END).mean() > 0.9
     lifts = (pen == LIFT) & real
+    true_lifts = (b.pen == LIFT) & real
+    # strokes end where the artist lifted the pen (the first model, without a pen channel, never chose LIFT)
+    assert (lifts & true_lifts).sum() / true_lifts.sum() > 0.8 and (lifts & true_lifts).sum() / lifts.sum() > 0.8
     alternating = (lifts[:, :-1] & lifts[:, 1:]).sum() / max(lifts.sum(), 1)
     assert alternating < 0.2  # lifts end strokes; they do not come in runs (the dashed-stroke defect)

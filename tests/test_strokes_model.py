@@ -3,17 +3,18 @@ import pytest
 import torch
 
 from diffsketch_core.errors import BadInputError
-from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps
-from diffsketch_core.strokes.format import END, LIFT, batch_fixed, polylines_to_stroke3
+from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps, with_pen
+from diffsketch_core.strokes.format import DRAW, END, LIFT, batch_fixed, polylines_to_stroke3
 from diffsketch_core.strokes.generate import generate, load_stroke_model
 from diffsketch_core.strokes.model import StrokeDenoiser
 
 CLASSES = ("circle", "line", "zigzag")
 
 
-def tiny_model(max_len=24):
+def tiny_model(max_len=24, pen_channel=True):
     torch.manual_seed(0)
-    return StrokeDenoiser(max_len=max_len, d_model=32, n_layers=2, n_heads=2, class_names=CLASSES, offset_scale=10.0)
+    return StrokeDenoiser(max_len=max_len, d_model=32, n_layers=2, n_heads=2, class_names=CLASSES, offset_scale=10.0,
+                          pen_channel=pen_channel)
 
 
 def toy_batch(max_len=24):
@@ -25,11 +26,35 @@ def toy_batch(max_len=24):
     return torch.from_numpy(b.offsets), torch.from_numpy(b.pen), torch.tensor([0, 1, 2] * 4)
 
 
-def test_forward_shapes_and_length_flexibility():
-    m = tiny_model()
+@pytest.mark.parametrize("pen_channel, c", [(True, 3), (False, 2)])
+def test_forward_shapes_and_length_flexibility(pen_channel, c):
+    m = tiny_model(pen_channel=pen_channel)
+    assert m.channels == c
     for n in (24, 10):
-        eps, logits = m(torch.randn(3, n, 2), torch.tensor([0, 500, 999]), torch.tensor([0, 1, 3]))
-        assert eps.shape == (3, n, 2) and logits.shape == (3, n, 3)
+        eps, logits = m(torch.randn(3, n, c), torch.tensor([0, 500, 999]), torch.tensor([0, 1, 3]))
+        assert eps.shape == (3, n, c) and logits.shape == (3, n, 3)
+
+
+def test_pen_signal_is_up_for_lift_and_end_and_down_for_draw():
+    pen = torch.tensor([[DRAW, DRAW, LIFT, DRAW, LIFT, END]])
+    x0 = with_pen(tiny_model(), torch.zeros(1, 6, 2), pen)
+    assert x0.shape == (1, 6, 3) and x0[0, :, 2].tolist() == [-1, -1, 1, -1, 1, 1]
+    assert with_pen(tiny_model(pen_channel=False), torch.zeros(1, 6, 2), pen).shape == (1, 6, 2)
+
+
+def test_warm_start_adds_the_pen_channel_without_changing_the_network():
+    from diffsketch_core.strokes.train import warm_start
+
+    old = tiny_model(pen_channel=False)
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # zero-initialised heads would make the check trivial
+    new = warm_start(old, pen_channel=True)
+    x, t, y = torch.randn(2, 24, 2), torch.tensor([5, 600]), torch.tensor([0, 3])
+    eps_old, logits_old = old(x, t, y)
+    eps_new, logits_new = new(torch.cat([x, torch.randn(2, 24, 1)], -1), t, y)
+    torch.testing.assert_close(eps_new[..., :2], eps_old)
+    torch.testing.assert_close(logits_new, logits_old)
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -94,7 +119,8 @@ def test_save_load_fp16_round_trip(tmp_path):
     save_fp16(m, tmp_path / "m")
     loaded = load_stroke_model(tmp_path / "m")
     assert loaded.config.class_names == list(CLASSES) or tuple(loaded.config.class_names) == CLASSES
-    x, t, y = torch.randn(1, 24, 2), torch.tensor([10]), torch.tensor([1])
+    x, t, y = torch.randn(1, 24, 3), torch.tensor([10]), torch.tensor([1])
+    assert loaded.config.pen_channel
     torch.testing.assert_close(loaded(x, t, y)[1], m(x, t, y)[1], atol=2e-2, rtol=2e-2)
     assert (tmp_path / "m" / "diffusion_pytorch_model.safetensors").is_file()
 

@@ -1,6 +1,12 @@
 """The stroke denoiser: a small transformer over the N points of a sketch (length-flexible, unlike the
 official points-as-channels 1-D UNet), conditioned on the timestep and the class by adaptive layer norm
 (DiT's adaLN-zero). It predicts the noise on (dx, dy) and the pen-state logits (draw / lift / end) per point.
+
+With `pen_channel`, a third channel is diffused beside (dx, dy): +1 where the pen is up after the point (lift or
+end), -1 where it draws. Without it the network must guess the lifts from geometry alone, and it cannot: a
+pen-up jump looks like any other segment (measured on the first checkpoint, 6,500 steps: lift-vs-draw AUC 0.68
+on clean test sketches, and argmax never chose LIFT, so every sample was one continuous line). The pen logits
+still decide the final states (argmax); they read the denoised channel.
 Class index `num_classes` is "no class" (label dropout in training), so unconditional sampling works.
 """
 
@@ -49,17 +55,18 @@ class Block(nn.Module):
 class StrokeDenoiser(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, max_len: int = 96, d_model: int = 128, n_layers: int = 4, n_heads: int = 4, mlp_ratio: int = 4,
-                 class_names: tuple[str, ...] = (), offset_scale: float = 1.0, num_train_timesteps: int = 1000):
+                 class_names: tuple[str, ...] = (), offset_scale: float = 1.0, num_train_timesteps: int = 1000,
+                 pen_channel: bool = False):
         super().__init__()
         self.num_classes = len(class_names)
-        self.inp = nn.Linear(2, d_model)
+        self.inp = nn.Linear(self.channels, d_model)
         self.pos = nn.Parameter(torch.randn(1, max_len, d_model) * 0.02)
         self.t_mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.cls = nn.Embedding(self.num_classes + 1, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, mlp_ratio) for _ in range(n_layers))
         self.norm_out = nn.LayerNorm(d_model, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(d_model, 2 * d_model)
-        self.eps_head = nn.Linear(d_model, 2)
+        self.eps_head = nn.Linear(d_model, self.channels)
         self.pen_head = nn.Linear(d_model, 3)
         self._zero_init()
 
@@ -73,12 +80,17 @@ class StrokeDenoiser(ModelMixin, ConfigMixin):
             nn.init.zeros_(layer.bias)
 
     @property
+    def channels(self) -> int:
+        """Diffused channels per point: (dx, dy), plus the pen signal with `pen_channel`."""
+        return 3 if self.config.pen_channel else 2
+
+    @property
     def null_class(self) -> int:
         return self.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, N<=max_len, 2) noisy normalised offsets, t (B,), labels (B,) in [0, num_classes].
-        Returns eps (B, N, 2) and pen logits (B, N, 3)."""
+        """x (B, N<=max_len, C) noisy normalised offsets (+ pen signal), t (B,), labels (B,) in [0, num_classes].
+        Returns eps (B, N, C) and pen logits (B, N, 3)."""
         n = x.shape[1]
         c = self.t_mlp(timestep_embedding(t, self.config.d_model)) + self.cls(labels)
         h = self.inp(x) + self.pos[:, :n]

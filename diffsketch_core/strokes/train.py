@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from ..checkpoints import save_fp16
 from ..errors import DiffSketchError
 from .data import load_split
-from .diffusion import StrokeDiffusion, uniform_timesteps
+from .diffusion import PEN_LOSS_WEIGHT, StrokeDiffusion, uniform_timesteps
 from .format import batch_fixed, from_fixed, offset_scale
 from .model import StrokeDenoiser
 
@@ -62,6 +62,20 @@ def recognition(model: StrokeDenoiser, classifier, per_class: int = 3, seed: int
     return float((probs.argmax(1) == np.array(labels)).mean())
 
 
+def warm_start(source: StrokeDenoiser, pen_channel: bool) -> StrokeDenoiser:
+    """A model with `pen_channel` as asked, initialised from `source`: every tensor copied, and when the pen
+    channel is new its input column and output row start at zero (the network begins as `source` did)."""
+    model = StrokeDenoiser(**{**source.config, "pen_channel": pen_channel})
+    state = model.state_dict()
+    for k, v in source.state_dict().items():
+        target = state[k]
+        target.zero_()
+        target[tuple(slice(0, min(a, b)) for a, b in zip(target.shape, v.shape))] = \
+            v[tuple(slice(0, min(a, b)) for a, b in zip(target.shape, v.shape))]
+    model.load_state_dict(state)
+    return model
+
+
 class Trainer:
     def __init__(self, args):
         self.args = args
@@ -75,10 +89,12 @@ class Trainer:
         if saved:
             self.model = StrokeDenoiser(**saved["config"])
         elif args.init_from:
-            self.model = StrokeDenoiser.from_pretrained(args.init_from, torch_dtype=torch.float32)
+            self.model = warm_start(StrokeDenoiser.from_pretrained(args.init_from, torch_dtype=torch.float32),
+                                    args.pen_channel)
         else:
             self.model = StrokeDenoiser(max_len=max_len, d_model=args.d_model, n_layers=args.layers,
-                                        n_heads=args.heads, class_names=tuple(self.data.classes), offset_scale=scale)
+                                        n_heads=args.heads, class_names=tuple(self.data.classes), offset_scale=scale,
+                                        pen_channel=args.pen_channel)
         self.ema = StrokeDenoiser(**self.model.config)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False).eval()
@@ -133,7 +149,8 @@ class Trainer:
         offsets = augment(self.offsets[idx], self.gen)
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step, frac)
-        out = self.diffusion.training_loss(self.model, offsets, self.pen[idx], self.labels[idx], generator=self.gen)
+        out = self.diffusion.training_loss(self.model, offsets, self.pen[idx], self.labels[idx], generator=self.gen,
+                                              pen_weight=self.args.pen_weight)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -186,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-final", type=float, default=None, help="cosine-decay to this over the run (default: constant)")
+    p.add_argument("--pen-weight", type=float, default=PEN_LOSS_WEIGHT,
+                   help="weight of the pen cross-entropy next to the noise MSE")
+    p.add_argument("--pen-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="diffuse the pen signal beside (dx, dy) (new runs and --init-from)")
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--max-len", type=int, default=96)
