@@ -64,28 +64,34 @@ def mask(s: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
     return polylines_to_stroke3([p for i, p in enumerate(polys) if i not in drop])
 
 
+def _strength(v: str) -> float | str:
+    return v if v == "auto" else float(v)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-class", type=int, default=2)
     p.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     p.add_argument("--masks", type=float, nargs="*", default=[0.1, 0.3])
-    p.add_argument("--strength", type=float, nargs="+", default=[0.5])
+    p.add_argument("--strength", type=_strength, nargs="+", default=["auto"], help="values in (0, 1] or auto")
+    p.add_argument("--split", default="test", choices=["valid", "test"], help="tune on valid, report on test")
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--perceptual", default="lpips", choices=["lpips", "classifier"])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--model", default=None, help="stroke model folder (default: the shipped checkpoint)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, clf = load_stroke_model(), load_classifier(CHECKPOINTS / "sketch_classifier")
+    model, clf = load_stroke_model(args.model), load_classifier(CHECKPOINTS / "sketch_classifier")
     classes = list(model.config.class_names)
-    test = load_split("test", classes)
+    test = load_split(args.split, classes)
     idx = [i for k in range(len(classes)) for i in np.flatnonzero(test.labels == k)[:args.per_class]]
     sketches, labels = [test.sketches[i] for i in idx], test.labels[idx]
     rng = np.random.default_rng(0)
     sigma = float(model.config.offset_scale)
-    print(f"machine: {machine()}; {len(idx)} test sketches ({args.per_class} per class); guidance {args.guidance} "
+    print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
           f"({args.perceptual}), {args.steps} steps, batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
@@ -104,7 +110,7 @@ def main() -> None:
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)
-            label = "heal" if frac else f"{strength:.2f}"
+            label = "heal" if frac else (strength if strength == "auto" else f"{strength:.2f}")
             print(f"{name:<12}{label:>9}{before:>20.3f}{after:>8.3f}{100 * (after - before):>+15.1f}{per:>10.2f}",
                   flush=True)
 

@@ -6,7 +6,7 @@ from PIL import Image
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.strokes.format import DRAW, LIFT, polylines_to_stroke3, stroke3_to_polylines
 from diffsketch_core.strokes.raster import fit_transform, render
-from diffsketch_core.strokes.rectify import Perceptual, heal, polylines_to_sketch, rectify
+from diffsketch_core.strokes.rectify import AUTO_STRENGTH, Perceptual, heal, heal_many, polylines_to_sketch, rectify, rectify_many
 from diffsketch_core.strokes.soft_raster import soft_render
 from diffsketch_core.strokes.vectorize import vectorize
 from conftest import requires_shared
@@ -123,3 +123,24 @@ def test_guidance_steps_reduce_the_perceptual_distance():
 def test_lpips_guidance_runs():
     res = rectify(SQUARE, tiny_model(), class_name="circle", strength=0.3, guidance=0.5, steps=3, perceptual="lpips")
     assert res.nfe == 3 and np.isfinite(res.sketch).all()
+
+
+def test_auto_strength_comes_from_the_classifier_and_is_said(tiny_classifier):
+    res = rectify(SQUARE, tiny_model(), tiny_classifier, class_name="circle", strength="auto", guidance=0, steps=3)
+    note = next(n for n in res.notes if n.startswith("Automatic strength"))
+    value = float(note.split()[2])
+    assert AUTO_STRENGTH[0] <= value <= AUTO_STRENGTH[1]
+    for bad in (0, 1.5, "strong"):
+        with pytest.raises(BadInputError, match="Strength"):
+            rectify(SQUARE, tiny_model(), tiny_classifier, strength=bad, guidance=0, steps=2)
+
+
+def test_a_batch_keeps_each_sketch_in_its_own_frame():
+    small = [[[x / 10 + 500, y / 10 + 300] for x, y in line] for line in SQUARE]  # 8 px wide, far away
+    out = rectify_many([SQUARE, small], tiny_model(), None, ["line", "zigzag"], strength=0.02, guidance=0, steps=4)
+    assert [r.class_name for r in out] == ["line", "zigzag"]
+    for r in out:
+        a, b = np.cumsum(r.sketch[:, :2], 0), np.cumsum(r.rough[:, :2], 0)
+        assert np.abs(a.mean(0) - b.mean(0)).max() < 0.2 * np.ptp(b, axis=0).max()
+    healed = heal_many([SQUARE[:1], small[:1]], tiny_model(), None, "circle", steps=4)
+    assert len(healed) == 2 and all(r.class_name == "circle" for r in healed)

@@ -1,6 +1,7 @@
 """Rectification and healing of rough sketches with the stroke diffusion model.
 
-rectify: SDEdit plus perceptual guidance. The rough sketch is noised to t0 = strength * T and denoised by the
+rectify: SDEdit plus perceptual guidance. The rough sketch is noised to t0 = strength * T (per sketch; "auto" sets
+it from how well the classifier already reads the drawing) and denoised by the
 class-conditional model (which knows what clean sketches of the class look like); at every step the predicted x0
 is pulled toward the rough drawing by the gradient of a perceptual distance between soft renders (LPIPS-alex,
 or the project's classifier features), so the result stays what the artist meant.
@@ -31,6 +32,7 @@ from .soft_raster import draw_weights, soft_render
 MODEL_EXTENT = 255.0  # QuickDraw sketches (the training data) are scaled to span 0..255 px; inputs are rescaled to that
 MAX_COORD = 1e5
 RENDER = 64
+AUTO_STRENGTH = (0.1, 0.4)  # "auto": strength from the classifier's confidence p in the class, lo + (hi - lo)(1 - p)
 GUIDE_STEPS, GUIDE_RATE = 3, 0.05  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
 
 
@@ -250,18 +252,43 @@ def _finish(model, classifier, preps: list[_Prepared], labels: list[int], notes:
     return results
 
 
+def _strengths(strength: float | str, classifier, model: StrokeDenoiser, sketches: list[np.ndarray],
+               labels: list[int], notes: list[list[str]]) -> np.ndarray:
+    """Per-sketch strength. "auto": a drawing the classifier already reads as its class is only touched up, an
+    unreadable one is redrawn further (SDEdit's t0 should match how far the input is from clean sketches)."""
+    if strength != "auto":
+        if not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+            raise BadInputError("Strength must be in (0, 1] or 'auto'.")
+        return np.full(len(sketches), float(strength))
+    lo, hi = AUTO_STRENGTH
+    if classifier is None:
+        for n in notes:
+            n.append(f"No classifier for the automatic strength: used {(lo + hi) / 2:.2f}.")
+        return np.full(len(sketches), (lo + hi) / 2)
+    probs = classifier.predict(sketches)[0]
+    names = list(classifier.config.class_names)
+    out = []
+    for i, k in enumerate(labels):
+        name = None if k == model.null_class else model.config.class_names[k]
+        p = probs[i, names.index(name)] if name in names else probs[i].max()
+        out.append(lo + (hi - lo) * (1 - p))
+        notes[i].append(f"Automatic strength {out[-1]:.2f} (the classifier reads the drawing as its class at {p:.0%}).")
+    return np.array(out)
+
+
 def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
-                 class_names: str | None | list[str | None] = None, strength: float = 0.5, guidance: float = 2.0,
-                 steps: int = 40, seed: int = 0, cfg: float = 4.0, perceptual: str = "lpips") -> list[RectifyResult]:
-    """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need)."""
-    if not 0 < strength <= 1:
-        raise BadInputError("Strength must be in (0, 1].")
+                 class_names: str | None | list[str | None] = None, strength: float | str = "auto",
+                 guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
+                 perceptual: str = "lpips") -> list[RectifyResult]:
+    """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
+    strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`)."""
     if not sources:
         raise BadInputError("Nothing to rectify.")
     start = time.perf_counter()
     preps = [_prepare(s, model) for s in sources]
-    labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)),
-                                    [p.frame.to_model(p.rough) for p in preps])
+    in_model = [p.frame.to_model(p.rough) for p in preps]
+    labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)), in_model)
+    strengths = _strengths(strength, classifier, model, in_model, labels, notes)
     offsets = torch.from_numpy(np.stack([p.offsets for p in preps]))
     pen = torch.from_numpy(np.stack([p.pen for p in preps]))
     x0 = with_pen(model, offsets, pen)
@@ -278,14 +305,14 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
         fit = _fit(torch.cumsum(offsets, 1))
         with torch.no_grad():
             target = soft_render(torch.cumsum(offsets, 1) * fit[0] + fit[1], draw_weights(_pen_onehot(pen)), RENDER)
-    t0 = torch.full((len(preps),), int(round(strength * (model.config.num_train_timesteps - 1))))
+    t0 = torch.from_numpy(np.round(strengths * (model.config.num_train_timesteps - 1)).astype(np.int64))
     x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, guidance, perc, target, fit)
     return _finish(model, classifier, preps, labels, notes, x, logits.argmax(-1).numpy(), nfe,
                    time.perf_counter() - start)
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float = 0.5, guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
+            strength: float | str = "auto", guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
             perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
