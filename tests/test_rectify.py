@@ -144,3 +144,10 @@ def test_a_batch_keeps_each_sketch_in_its_own_frame():
         assert np.abs(a.mean(0) - b.mean(0)).max() < 0.2 * np.ptp(b, axis=0).max()
     healed = heal_many([SQUARE[:1], small[:1]], tiny_model(), None, "circle", steps=4)
     assert len(healed) == 2 and all(r.class_name == "circle" for r in healed)
+
+
+def test_heal_makes_room_in_a_long_sketch():
+    t = np.linspace(0, 2 * np.pi, 300)
+    res = heal([np.column_stack([200 + 100 * np.cos(t), 200 + 100 * np.sin(t)]).tolist()], tiny_model(),
+               class_name="circle", steps=3)
+    assert any("simplified to 18" in n for n in res.notes) and np.isfinite(res.sketch).all()

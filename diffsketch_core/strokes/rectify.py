@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 from .classifier import SketchClassifier
 from .diffusion import StrokeDiffusion, with_pen
-from .format import from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
+from .format import fit_length, from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, soft_render
 
@@ -33,7 +33,8 @@ MODEL_EXTENT = 255.0  # QuickDraw sketches (the training data) are scaled to spa
 MAX_COORD = 1e5
 RENDER = 64
 AUTO_STRENGTH = (0.1, 0.4)  # "auto": strength from the classifier's confidence p in the class, lo + (hi - lo)(1 - p)
-GUIDE_STEPS, GUIDE_RATE = 3, 0.05  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
+GUIDE_STEPS, GUIDE_RATE = 3, 0.05
+HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
 
 
 @dataclass
@@ -226,13 +227,16 @@ class _Prepared:
     notes: list[str]
 
 
-def _prepare(source, model: StrokeDenoiser) -> _Prepared:
+def _prepare(source, model: StrokeDenoiser, limit: int | None = None) -> _Prepared:
+    """The input in the model's frame and fixed length, simplified to `limit` points (default: all of max_len)."""
     rough = _as_sketch(source)
     frame = _frame(rough, model.config.offset_scale)
     s_model = frame.to_model(rough)
+    limit = limit or model.config.max_len
     notes = []
-    if len(s_model) > model.config.max_len:
-        notes.append(f"The drawing has {len(s_model)} points; simplified to the model's {model.config.max_len}.")
+    if len(s_model) > limit:
+        notes.append(f"The drawing has {len(s_model)} points; simplified to {limit} for the model.")
+        s_model = fit_length(s_model, limit)
     offsets, pen, n = to_fixed(s_model, model.config.max_len, frame.scale)
     return _Prepared(rough, frame, offsets, pen, n, notes)
 
@@ -322,15 +326,13 @@ def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None =
 def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
               class_names: str | None | list[str | None] = None, steps: int = 50, seed: int = 0,
               cfg: float = 4.0) -> list[RectifyResult]:
-    """Complete incomplete sketches: their points are kept exactly, the model draws what is missing after them."""
+    """Complete incomplete sketches: their points are kept exactly (simplified first when they would fill more
+    than HEAL_KNOWN of the model's length), the model draws what is missing after them."""
     if not sources:
         raise BadInputError("Nothing to heal.")
     start = time.perf_counter()
-    preps = [_prepare(s, model) for s in sources]
     n_max = model.config.max_len
-    for p in preps:
-        if p.n >= n_max:
-            raise BadInputError(f"The sketch already has {p.n} points, the model's maximum; nothing left to fill.")
+    preps = [_prepare(s, model, int(HEAL_KNOWN * n_max)) for s in sources]
     labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)),
                                     [p.frame.to_model(p.rough) for p in preps])
     known = torch.arange(n_max)[None] < torch.tensor([p.n for p in preps])[:, None]
