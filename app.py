@@ -446,7 +446,8 @@ def _rough_input(canvas_json: str, upload: str | None):
     return strokes
 
 
-def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, seed, request: gr.Request | None = None):
+def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, seed, auto_strength: bool = False,
+                   request: gr.Request | None = None):
     """-> (before PNG, after PNG, animated SVG HTML, info, downloads)."""
     source = _rough_input(canvas_json, upload)
     model, clf = strokes_api.load_stroke_model(), _classifier()
@@ -455,7 +456,8 @@ def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, se
         if mode == "heal":
             res = heal(source, model, clf, name, seed=int(seed))
         else:
-            res = rectify(source, model, clf, name, strength=float(strength), guidance=float(guidance), seed=int(seed))
+            res = rectify(source, model, clf, name, strength="auto" if auto_strength else float(strength),
+                          guidance=float(guidance), seed=int(seed))
     except DiffSketchError as exc:
         raise _fail(exc) from None
     files = export_sketches([res.rough, res.sketch], _user_dir(request) / f"rectify-{time.time_ns()}", stem="rectify",
@@ -479,8 +481,10 @@ def _rectify_tab() -> None:
             cls = gr.Dropdown(["auto"] + _stroke_classes(), value="auto", label="Class (auto = ask the classifier)")
             mode = gr.Radio([("Rectify (clean up)", "rectify"), ("Heal (complete what is missing)", "heal")],
                             value="rectify", label="Mode")
-            strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength (how far from your drawing)")
-            guidance = gr.Slider(0.0, 4.0, value=2.0, step=0.1, label="Guidance (how much it keeps your lines)")
+            auto = gr.Checkbox(True, label="Automatic strength (the rougher the drawing, the more it is redrawn)")
+            strength = gr.Slider(0.02, 1.0, value=0.3, step=0.01, label="Strength (how far from your drawing)",
+                                 interactive=False)
+            guidance = gr.Slider(0.0, 4.0, value=1.0, step=0.1, label="Guidance (how much it keeps your lines)")
             seed = gr.Number(0, precision=0, label="Seed")
             go = gr.Button("Rectify", variant="primary")
     info = gr.Markdown()
@@ -489,7 +493,8 @@ def _rectify_tab() -> None:
         after = gr.Image(label="After", format="png", interactive=False)
         animated = gr.HTML(label="After, animated")
     files = gr.File(label="Downloads (SVG, PNG, npz)", file_count="multiple")
-    go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed],
+    auto.change(lambda a: gr.update(interactive=not a), [auto], [strength])
+    go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed, auto],
              [before, after, animated, info, files], api_name="rectify", concurrency_limit=2)
 
 

@@ -23,7 +23,7 @@ from benchmarks._util import machine  # noqa: E402
 from diffsketch_core.metrics import frechet_distance, recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
-from diffsketch_core.strokes.generate import CHECKPOINTS, generate, load_stroke_model  # noqa: E402
+from diffsketch_core.strokes.generate import CHECKPOINTS, generate, load_recognizability, load_stroke_model  # noqa: E402
 
 NAMES = {"ddpm": "DDPM-1000", "ddim": "DDIM-30 uniform", "skip": "r-skip (online)", "schedule": "r-schedule"}
 
@@ -34,11 +34,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "skip", "schedule"])
     p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--model", default=None, help="stroke model folder (default: the shipped checkpoint)")
+    p.add_argument("--recognizability", default=None, help="h_phi folder (default: the shipped checkpoint)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_stroke_model()
+    model = load_stroke_model(args.model) if args.model else load_stroke_model()
+    h = load_recognizability(args.recognizability) if args.recognizability else None
     clf = load_classifier(CHECKPOINTS / "sketch_classifier")
     classes = list(model.config.class_names)
     test, train = load_split("test", classes), load_split("train", classes)
@@ -54,7 +57,8 @@ def main() -> None:
         sketches, seconds, nfe = [], 0.0, 0
         for start in range(0, len(wanted), args.batch):
             t0 = time.perf_counter()
-            g = generate(wanted[start:start + args.batch], sampler=sampler, seed=start, guidance=args.guidance)
+            g = generate(wanted[start:start + args.batch], sampler=sampler, seed=start, guidance=args.guidance,
+                         model=model, recognizability=h if sampler in ("skip", "schedule") else None)
             seconds += time.perf_counter() - t0
             sketches += g.sketches
             nfe = g.nfe

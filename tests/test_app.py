@@ -140,9 +140,11 @@ def test_draw_strokes_gives_pngs_svg_and_downloads():
 
 @pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
 def test_rectify_tab_from_canvas_json_and_errors():
-    before, after, html, info, files = app.rectify_sketch(SQUARE_JSON, None, "auto", "rectify", 0.3, 0.3, 0, req("r"))
+    before, after, html, info, files = app.rectify_sketch(SQUARE_JSON, None, "auto", "rectify", 0.3, 0.3, 0,
+                                                        auto_strength=True, request=req("r"))
     assert Image.open(before).size == Image.open(after).size and "<svg" in html and "Rectified as" in info
-    _, _, _, info, _ = app.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, req("r"))
+    assert "Automatic strength" in info
+    _, _, _, info, _ = app.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, request=req("r"))
     assert "Healed as **apple**" in info
     for bad, match in (("[]", "empty"), ("{oops", "not a drawing"), ("[[[5,5]]]", "single dot")):
         with pytest.raises(gr.Error, match=match):
@@ -154,7 +156,7 @@ def test_rectify_an_uploaded_drawing_and_a_blank_one(tmp_path):
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).ellipse([40, 40, 160, 160], outline=0, width=4)
     img.save(tmp_path / "d.png")
-    _, after, _, info, _ = app.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, req("u"))
+    _, after, _, info, _ = app.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, request=req("u"))
     assert "Rectified as **apple**" in info
     Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
     with pytest.raises(gr.Error, match="no ink"):

@@ -32,7 +32,7 @@ from .soft_raster import draw_weights, soft_render
 MODEL_EXTENT = 255.0  # QuickDraw sketches (the training data) are scaled to span 0..255 px; inputs are rescaled to that
 MAX_COORD = 1e5
 RENDER = 64
-AUTO_STRENGTH = (0.1, 0.4)  # "auto": strength from the classifier's confidence p in the class, lo + (hi - lo)(1 - p)
+AUTO_STRENGTH = (0.01, 0.8, 2.0)  # "auto" strength from the classifier's confidence p: lo + (hi - lo)(1 - p)^gamma
 GUIDE_STEPS, GUIDE_RATE = 3, 0.05
 HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
 
@@ -264,7 +264,7 @@ def _strengths(strength: float | str, classifier, model: StrokeDenoiser, sketche
         if not isinstance(strength, (int, float)) or not 0 < strength <= 1:
             raise BadInputError("Strength must be in (0, 1] or 'auto'.")
         return np.full(len(sketches), float(strength))
-    lo, hi = AUTO_STRENGTH
+    lo, hi, gamma = AUTO_STRENGTH
     if classifier is None:
         for n in notes:
             n.append(f"No classifier for the automatic strength: used {(lo + hi) / 2:.2f}.")
@@ -275,14 +275,14 @@ def _strengths(strength: float | str, classifier, model: StrokeDenoiser, sketche
     for i, k in enumerate(labels):
         name = None if k == model.null_class else model.config.class_names[k]
         p = probs[i, names.index(name)] if name in names else probs[i].max()
-        out.append(lo + (hi - lo) * (1 - p))
+        out.append(lo + (hi - lo) * (1 - p) ** gamma)
         notes[i].append(f"Automatic strength {out[-1]:.2f} (the classifier reads the drawing as its class at {p:.0%}).")
     return np.array(out)
 
 
 def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
                  class_names: str | None | list[str | None] = None, strength: float | str = "auto",
-                 guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
+                 guidance: float = 1.0, steps: int = 25, seed: int = 0, cfg: float = 4.0,
                  perceptual: str = "lpips") -> list[RectifyResult]:
     """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
     strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`)."""
@@ -316,7 +316,7 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float | str = "auto", guidance: float = 2.0, steps: int = 40, seed: int = 0, cfg: float = 4.0,
+            strength: float | str = "auto", guidance: float = 1.0, steps: int = 25, seed: int = 0, cfg: float = 4.0,
             perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
