@@ -32,7 +32,8 @@ from .soft_raster import draw_weights, soft_render
 MODEL_EXTENT = 255.0  # QuickDraw sketches (the training data) are scaled to span 0..255 px; inputs are rescaled to that
 MAX_COORD = 1e5
 RENDER = 64
-AUTO_STRENGTH = (0.01, 0.9, 4.0)  # "auto" strength from the classifier's confidence p: lo + (hi - lo)(1 - p)^gamma (tuned on the valid split)
+# "auto" strength from the classifier's confidence p in the class: lo + (hi - lo)(1 - p)^gamma (tuned on valid)
+AUTO_STRENGTH = (0.01, 0.9, 4.0)
 GUIDE_STEPS, GUIDE_RATE = 3, 0.05
 HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
 
