@@ -84,8 +84,8 @@ def test_small_strength_stays_close_to_the_input():
     res = rectify(SQUARE, tiny_model(), class_name="line", strength=0.02, guidance=0, steps=5)
     a = np.cumsum(res.rough[:, :2], 0)
     b = np.cumsum(res.sketch[:, :2], 0)
-    n = min(len(a), len(b))
-    assert np.abs(a[:n] - b[:n]).max() < 8  # px on a 80 px drawing
+    nearest = np.sqrt(((b[:, None] - a[None]) ** 2).sum(-1)).min(1)
+    assert len(b) >= 2 and nearest.max() < 8  # px on a 80 px drawing (the untrained pen head may drop specks)
 
 
 def test_heal_keeps_known_points_exactly():

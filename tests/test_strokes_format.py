@@ -134,3 +134,13 @@ def test_render_draws_ink_and_respects_size(square):
     img = render(square, size=100, line_width=3)
     assert img.shape == (100, 100) and img.dtype == np.uint8
     assert (img < 128).mean() > 0.03 and img[0, 0] == 255
+
+
+def test_decoding_drops_one_point_specks_and_keeps_everything_else_in_place():
+    offsets = np.array([[0, 0], [10, 0], [5, 5], [0, 10], [10, 0], [3, 3], [0, 5]], np.float32)
+    pen = np.array([fmt.DRAW, fmt.LIFT, fmt.LIFT, fmt.DRAW, fmt.LIFT, fmt.LIFT, fmt.END])  # point 2 is a lone dot
+    s = fmt.from_fixed(offsets, pen, 1.0)
+    polys = fmt.stroke3_to_polylines(s)
+    assert [len(p) for p in polys] == [2, 2] and len(s) == 4
+    np.testing.assert_allclose(polys[1], [[15, 15], [25, 15]])  # the second stroke did not move
+    assert len(fmt.from_fixed(offsets, pen, 1.0, dots=True)) == 6

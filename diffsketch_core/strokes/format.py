@@ -137,16 +137,35 @@ def fixed_length(pen: np.ndarray) -> int:
     return int(drawn[-1]) + 1 if len(drawn) else 0
 
 
-def from_fixed(offsets: np.ndarray, pen: np.ndarray, scale: float) -> np.ndarray:
+def from_fixed(offsets: np.ndarray, pen: np.ndarray, scale: float, dots: bool = False) -> np.ndarray:
     """Model output -> stroke-3, ending where the final run of END begins (nothing after it is drawn); a stray
-    END inside the sketch lifts the pen there."""
+    END inside the sketch lifts the pen there. One-point strokes are dropped unless `dots`: QuickDraw has none
+    (0 of 8,289 strokes in a tenth of the training split), so a lone point between two lifts is a decoding speck."""
     pen = np.asarray(pen)
     n = max(fixed_length(pen), 2)  # a sketch with no real points still returns a drawable (tiny) line
     s = np.zeros((n, 3), np.float32)
     s[:, :2] = np.asarray(offsets[:n], dtype=np.float32) * scale
     s[:, 2] = (pen[:n] != DRAW).astype(np.float32)
     s[-1, 2] = 1.0
-    return s
+    return s if dots else drop_dots(s)
+
+
+def drop_dots(s: np.ndarray) -> np.ndarray:
+    """Remove one-point strokes, carrying each one's offset to the next point so everything else stays put."""
+    lifted = s[:, 2] > 0.5
+    dot = np.r_[True, lifted[:-1]] & lifted
+    if not dot.any() or (~dot).sum() < 2:
+        return s
+    kept, carry = [], np.zeros(2, np.float32)
+    for row, is_dot in zip(s, dot):
+        if is_dot:
+            carry += row[:2]
+            continue
+        kept.append(np.r_[row[:2] + carry, row[2]].astype(np.float32))
+        carry[:] = 0
+    out = np.stack(kept)
+    out[-1, 2] = 1.0
+    return out
 
 
 def batch_fixed(sketches: list[np.ndarray], max_len: int, scale: float) -> Batch:

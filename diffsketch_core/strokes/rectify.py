@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 from .classifier import SketchClassifier
 from .diffusion import StrokeDiffusion, with_pen
-from .format import fit_length, from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
+from .format import drop_dots, fit_length, from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, soft_render
 
@@ -247,10 +247,15 @@ def _as_list(value, n: int) -> list:
 
 
 def _finish(model, classifier, preps: list[_Prepared], labels: list[int], notes: list[list[str]], x, pen_out,
-            nfe: int, seconds: float) -> list[RectifyResult]:
+            nfe: int, seconds: float, known: bool = False) -> list[RectifyResult]:
+    """Stroke-3 results in each input's frame; with `known`, the input's own points are kept as they are (its
+    dots included) and only the model's additions lose their one-point specks."""
     results = []
     for i, p in enumerate(preps):
-        out = p.frame.to_input(from_fixed(x[i, :, :2].numpy(), pen_out[i], p.frame.scale))
+        s = from_fixed(x[i, :, :2].numpy(), pen_out[i], p.frame.scale, dots=known)
+        if known and len(s) > p.n:
+            s = np.concatenate([s[:p.n], drop_dots(s[p.n:])])
+        out = p.frame.to_input(s)
         name = None if labels[i] == model.null_class else model.config.class_names[labels[i]]
         results.append(RectifyResult(out, p.rough, name, nfe, seconds / len(preps), p.notes + notes[i],
                                      *_confidences(classifier, name, p.rough, out)))
@@ -344,7 +349,7 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
     pen_out = logits.argmax(-1).numpy()
     for i, p in enumerate(preps):
         pen_out[i, :p.n] = p.pen[:p.n]  # the known strokes stay as drawn; new strokes start with a pen-up move
-    return _finish(model, classifier, preps, labels, notes, x, pen_out, nfe, time.perf_counter() - start)
+    return _finish(model, classifier, preps, labels, notes, x, pen_out, nfe, time.perf_counter() - start, known=True)
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
