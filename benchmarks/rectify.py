@@ -84,7 +84,8 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, clf = load_stroke_model(args.model), load_classifier(CHECKPOINTS / "sketch_classifier")
+    model = load_stroke_model(args.model) if args.model else load_stroke_model()
+    clf = load_classifier(CHECKPOINTS / "sketch_classifier")
     classes = list(model.config.class_names)
     test = load_split(args.split, classes)
     idx = [i for k in range(len(classes)) for i in np.flatnonzero(test.labels == k)[:args.per_class]]

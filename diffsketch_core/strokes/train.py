@@ -134,6 +134,7 @@ class Trainer:
         out = Path(self.args.out)
         save_fp16(self.ema, out)
         (out / "training.json").write_text(json.dumps({"steps": self.step, "batch": self.args.batch,
+                                                       "init_from": self.args.init_from,
                                                        "history": self.log_rows[-50:]}, indent=1))
 
     # ------------------------------------------------------------ loop
