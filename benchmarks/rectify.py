@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--perceptual", default="lpips", choices=["lpips", "classifier"])
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance of the stroke model")
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=None, help="stroke model folder (default: the shipped checkpoint)")
     p.add_argument("--threads", type=int, default=None)
@@ -93,7 +94,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sigma = float(model.config.offset_scale)
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
-          f"({args.perceptual}), {args.steps} steps, batch {args.batch}")
+          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg}, batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
@@ -104,10 +105,10 @@ def main() -> None:
             for i in range(0, len(broken), args.batch):
                 part, names = broken[i:i + args.batch], [classes[y] for y in labels[i:i + args.batch]]
                 if frac:
-                    res = heal_many(part, model, clf, names)
+                    res = heal_many(part, model, clf, names, cfg=args.cfg)
                 else:
                     res = rectify_many(part, model, clf, names, strength=strength, guidance=args.guidance,
-                                       steps=args.steps, perceptual=args.perceptual)
+                                       steps=args.steps, perceptual=args.perceptual, cfg=args.cfg)
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)
