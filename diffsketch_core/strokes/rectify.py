@@ -34,8 +34,8 @@ MAX_COORD = 1e5
 RENDER = 64
 # "auto" strength from the classifier's confidence p in the class: lo + (hi - lo)(1 - p)^gamma (tuned on valid)
 AUTO_STRENGTH = (0.01, 0.9, 4.0)
-GUIDE_STEPS, GUIDE_RATE = 3, 0.05
-HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
+GUIDE_STEPS, GUIDE_RATE = 3, 0.05  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
+HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes
 
 
 @dataclass
@@ -50,12 +50,10 @@ class RectifyResult:
     confidence_after: float | None = None
 
 
-def _confidences(classifier, class_name, rough: np.ndarray, out: np.ndarray) -> tuple[float | None, float | None]:
-    if classifier is None or class_name is None or class_name not in classifier.config.class_names:
-        return None, None
-    k = list(classifier.config.class_names).index(class_name)
-    probs, _ = classifier.predict([rough, out])
-    return float(probs[0, k]), float(probs[1, k])
+def _class_prob(classifier, probs: np.ndarray, class_name: str | None) -> float | None:
+    """The classifier's probability of `class_name` in one row of its output (None when it does not know it)."""
+    names = list(classifier.config.class_names)
+    return float(probs[names.index(class_name)]) if class_name in names else None
 
 
 def polylines_to_sketch(polylines) -> np.ndarray:
@@ -194,27 +192,21 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
     return x, logits, n
 
 
-def _classify(classifier: SketchClassifier | None, sketches: list[np.ndarray]) -> np.ndarray | None:
-    return None if classifier is None else classifier.predict(sketches)[0]
-
-
 def _resolve_labels(model: StrokeDenoiser, classifier, class_names: list[str | None],
-                    sketches: list[np.ndarray]) -> tuple[list[int], list[list[str]]]:
-    """The given class per sketch, or the classifier's guess (said in a note), or unconditional."""
+                    probs: np.ndarray | None) -> tuple[list[int], list[list[str]]]:
+    """The given class per sketch, or the classifier's guess from its `probs` (said in a note), or unconditional."""
     from .generate import resolve_class
 
-    labels, notes = [resolve_class(model, c) if c else None for c in class_names], [[] for _ in sketches]
-    todo = [i for i, k in enumerate(labels) if k is None]
-    probs = _classify(classifier, [sketches[i] for i in todo]) if todo else None
-    for j, i in enumerate(todo):
+    labels, notes = [resolve_class(model, c) if c else None for c in class_names], [[] for _ in class_names]
+    for i in [i for i, k in enumerate(labels) if k is None]:
         if probs is None:
             labels[i] = model.null_class
             notes[i].append("No class given and no classifier: rectified without a class.")
             continue
-        k = int(np.argmax(probs[j]))
+        k = int(np.argmax(probs[i]))
         name = classifier.config.class_names[k]
         labels[i] = resolve_class(model, name) if name in model.config.class_names else model.null_class
-        notes[i].append(f"Class inferred by the classifier: {name} ({probs[j, k]:.0%}).")
+        notes[i].append(f"Class inferred by the classifier: {name} ({probs[i, k]:.0%}).")
     return labels, notes
 
 
@@ -246,41 +238,55 @@ def _as_list(value, n: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * n
 
 
-def _finish(model, classifier, preps: list[_Prepared], labels: list[int], notes: list[list[str]], x, pen_out,
-            nfe: int, seconds: float, known: bool = False) -> list[RectifyResult]:
+def _start(sources: list, model: StrokeDenoiser, classifier, class_names, limit: int | None = None):
+    """What rectify and heal share: the prepared inputs, the classifier's view of them (computed once), the
+    labels and per-sketch notes, and the batch (offsets, pen) as tensors."""
+    preps = [_prepare(s, model, limit) for s in sources]
+    probs = None if classifier is None else classifier.predict([p.rough for p in preps])[0]
+    labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)), probs)
+    offsets = torch.from_numpy(np.stack([p.offsets for p in preps]))
+    pen = torch.from_numpy(np.stack([p.pen for p in preps]))
+    return preps, probs, labels, notes, offsets, pen
+
+
+def _finish(model, classifier, preps: list[_Prepared], probs: np.ndarray | None, labels: list[int],
+            notes: list[list[str]], x, pen_out, nfe: int, seconds: float, known: bool = False) -> list[RectifyResult]:
     """Stroke-3 results in each input's frame; with `known`, the input's own points are kept as they are (its
     dots included) and only the model's additions lose their one-point specks."""
-    results = []
+    outs = []
     for i, p in enumerate(preps):
         s = from_fixed(x[i, :, :2].numpy(), pen_out[i], p.frame.scale, dots=known)
         if known and len(s) > p.n:
             s = np.concatenate([s[:p.n], drop_dots(s[p.n:])])
-        out = p.frame.to_input(s)
+        outs.append(p.frame.to_input(s))
+    after = None if classifier is None else classifier.predict(outs)[0]
+    results = []
+    for i, (p, out) in enumerate(zip(preps, outs)):
         name = None if labels[i] == model.null_class else model.config.class_names[labels[i]]
-        results.append(RectifyResult(out, p.rough, name, nfe, seconds / len(preps), p.notes + notes[i],
-                                     *_confidences(classifier, name, p.rough, out)))
+        conf = (None, None) if after is None or name is None else \
+            (_class_prob(classifier, probs[i], name), _class_prob(classifier, after[i], name))
+        results.append(RectifyResult(out, p.rough, name, nfe, seconds / len(preps), p.notes + notes[i], *conf))
     return results
 
 
-def _strengths(strength: float | str, classifier, model: StrokeDenoiser, sketches: list[np.ndarray],
+def _strengths(strength: float | str, classifier, model: StrokeDenoiser, probs: np.ndarray | None,
                labels: list[int], notes: list[list[str]]) -> np.ndarray:
     """Per-sketch strength. "auto": a drawing the classifier already reads as its class is only touched up, an
     unreadable one is redrawn further (SDEdit's t0 should match how far the input is from clean sketches)."""
     if strength != "auto":
         if not isinstance(strength, (int, float)) or not 0 < strength <= 1:
             raise BadInputError("Strength must be in (0, 1] or 'auto'.")
-        return np.full(len(sketches), float(strength))
+        return np.full(len(labels), float(strength))
     lo, hi, gamma = AUTO_STRENGTH
-    if classifier is None:
+    if probs is None:
         for n in notes:
             n.append(f"No classifier for the automatic strength: used {(lo + hi) / 2:.2f}.")
-        return np.full(len(sketches), (lo + hi) / 2)
-    probs = classifier.predict(sketches)[0]
-    names = list(classifier.config.class_names)
+        return np.full(len(labels), (lo + hi) / 2)
     out = []
     for i, k in enumerate(labels):
         name = None if k == model.null_class else model.config.class_names[k]
-        p = probs[i, names.index(name)] if name in names else probs[i].max()
+        p = _class_prob(classifier, probs[i], name)
+        p = probs[i].max() if p is None else p
         out.append(lo + (hi - lo) * (1 - p) ** gamma)
         notes[i].append(f"Automatic strength {out[-1]:.2f} (the classifier reads the drawing as its class at {p:.0%}).")
     return np.array(out)
@@ -295,12 +301,8 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
     if not sources:
         raise BadInputError("Nothing to rectify.")
     start = time.perf_counter()
-    preps = [_prepare(s, model) for s in sources]
-    in_model = [p.frame.to_model(p.rough) for p in preps]
-    labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)), in_model)
-    strengths = _strengths(strength, classifier, model, in_model, labels, notes)
-    offsets = torch.from_numpy(np.stack([p.offsets for p in preps]))
-    pen = torch.from_numpy(np.stack([p.pen for p in preps]))
+    preps, probs, labels, notes, offsets, pen = _start(sources, model, classifier, class_names)
+    strengths = _strengths(strength, classifier, model, probs, labels, notes)
     x0 = with_pen(model, offsets, pen)
     perc, target, fit = None, None, None
     if guidance > 0:
@@ -317,7 +319,7 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
             target = soft_render(torch.cumsum(offsets, 1) * fit[0] + fit[1], draw_weights(_pen_onehot(pen)), RENDER)
     t0 = torch.from_numpy(np.round(strengths * (model.config.num_train_timesteps - 1)).astype(np.int64))
     x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, guidance, perc, target, fit)
-    return _finish(model, classifier, preps, labels, notes, x, logits.argmax(-1).numpy(), nfe,
+    return _finish(model, classifier, preps, probs, labels, notes, x, logits.argmax(-1).numpy(), nfe,
                    time.perf_counter() - start)
 
 
@@ -338,18 +340,17 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
         raise BadInputError("Nothing to heal.")
     start = time.perf_counter()
     n_max = model.config.max_len
-    preps = [_prepare(s, model, int(HEAL_KNOWN * n_max)) for s in sources]
-    labels, notes = _resolve_labels(model, classifier, _as_list(class_names, len(preps)),
-                                    [p.frame.to_model(p.rough) for p in preps])
+    preps, probs, labels, notes, offsets, pen = _start(sources, model, classifier, class_names,
+                                                       int(HEAL_KNOWN * n_max))
     known = torch.arange(n_max)[None] < torch.tensor([p.n for p in preps])[:, None]
     t0 = torch.full((len(preps),), model.config.num_train_timesteps - 1)
-    x0 = with_pen(model, torch.from_numpy(np.stack([p.offsets for p in preps])),
-                  torch.from_numpy(np.stack([p.pen for p in preps])))
-    x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, known=known)
+    x, logits, nfe = _denoise(model, with_pen(model, offsets, pen), torch.tensor(labels), t0, steps, seed, cfg,
+                              known=known)
     pen_out = logits.argmax(-1).numpy()
     for i, p in enumerate(preps):
         pen_out[i, :p.n] = p.pen[:p.n]  # the known strokes stay as drawn; new strokes start with a pen-up move
-    return _finish(model, classifier, preps, labels, notes, x, pen_out, nfe, time.perf_counter() - start, known=True)
+    return _finish(model, classifier, preps, probs, labels, notes, x, pen_out, nfe, time.perf_counter() - start,
+                   known=True)
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
