@@ -36,7 +36,7 @@ from diffsketch_core.metrics import recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
-from diffsketch_core.strokes.generate import CHECKPOINTS, load_stroke_model  # noqa: E402
+from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
 from diffsketch_core.strokes.rectify import heal_many, rectify_many  # noqa: E402
 
 
@@ -80,12 +80,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance of the stroke model")
     p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--model", default=None, help="stroke model folder (default: the shipped checkpoint)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_stroke_model(args.model) if args.model else load_stroke_model()
+    model = load_stroke_model(args.model)
     clf = load_classifier(CHECKPOINTS / "sketch_classifier")
     classes = list(model.config.class_names)
     test = load_split(args.split, classes)

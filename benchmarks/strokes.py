@@ -23,7 +23,8 @@ from benchmarks._util import machine  # noqa: E402
 from diffsketch_core.metrics import frechet_distance, recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
-from diffsketch_core.strokes.generate import CHECKPOINTS, generate, load_recognizability, load_stroke_model  # noqa: E402
+from diffsketch_core.strokes.generate import (  # noqa: E402
+    CHECKPOINTS, DEFAULT_MODEL, generate, load_recognizability, load_stroke_model)
 
 NAMES = {"ddpm": "DDPM-1000", "ddim": "DDIM-30 uniform", "skip": "r-skip (online)", "schedule": "r-schedule"}
 
@@ -34,13 +35,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "skip", "schedule"])
     p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--model", default=None, help="stroke model folder (default: the shipped checkpoint)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
     p.add_argument("--recognizability", default=None, help="h_phi folder (default: the shipped checkpoint)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_stroke_model(args.model) if args.model else load_stroke_model()
+    model = load_stroke_model(args.model)
     h = load_recognizability(args.recognizability) if args.recognizability else None
     clf = load_classifier(CHECKPOINTS / "sketch_classifier")
     classes = list(model.config.class_names)

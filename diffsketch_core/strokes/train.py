@@ -68,10 +68,9 @@ def warm_start(source: StrokeDenoiser, pen_channel: bool) -> StrokeDenoiser:
     model = StrokeDenoiser(**{**source.config, "pen_channel": pen_channel})
     state = model.state_dict()
     for k, v in source.state_dict().items():
-        target = state[k]
-        target.zero_()
-        target[tuple(slice(0, min(a, b)) for a, b in zip(target.shape, v.shape))] = \
-            v[tuple(slice(0, min(a, b)) for a, b in zip(target.shape, v.shape))]
+        target = state[k].zero_()
+        overlap = tuple(slice(0, min(a, b)) for a, b in zip(target.shape, v.shape))
+        target[overlap] = v[overlap]
     model.load_state_dict(state)
     return model
 
@@ -178,7 +177,8 @@ class Trainer:
             losses.append(self.train_step((time.time() - began) / (deadline - began)))
             if self.step % self.args.eval_every == 0:
                 rec = self.evaluate()
-                row = {"step": self.step, "lr": self.opt.param_groups[0]["lr"], "mse": float(np.mean([l["mse"] for l in losses])),
+                row = {"step": self.step, "lr": self.opt.param_groups[0]["lr"],
+                       "mse": float(np.mean([l["mse"] for l in losses])),
                        "ce": float(np.mean([l["ce"] for l in losses])), "recognition": rec,
                        "s_per_step": (time.time() - start) / len(losses)}
                 self.log_rows.append(row)
