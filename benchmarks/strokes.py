@@ -24,7 +24,7 @@ from diffsketch_core.metrics import frechet_distance, recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.generate import (  # noqa: E402
-    CHECKPOINTS, DEFAULT_MODEL, generate, load_recognizability, load_stroke_model)
+    CHECKPOINTS, DEFAULT_MODEL, GUIDANCE_INTERVAL, generate, load_recognizability, load_stroke_model)
 
 NAMES = {"ddpm": "DDPM-1000", "ddim": "DDIM-30 uniform", "skip": "r-skip (online)", "schedule": "r-schedule"}
 
@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "skip", "schedule"])
     p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--guidance-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"),
+                   help="guide only for LO <= t <= HI (every sampler); 0 999 guides throughout")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
     p.add_argument("--recognizability", default=None, help="h_phi folder (default: the shipped checkpoint)")
     p.add_argument("--threads", type=int, default=None)
@@ -49,7 +51,7 @@ def main() -> None:
     _, test_f = clf.predict(test.sketches)
     _, train_f = clf.predict(train.sketches[::5])
     print(f"machine: {machine()}; {args.per_class} sketches x {len(classes)} classes per sampler; batch {args.batch}; "
-          f"classifier-free guidance {args.guidance}")
+          f"classifier-free guidance {args.guidance} for t in {args.guidance_interval}")
     print(f"{'sampler':<18}{'NFE/sketch':>11}{'s/sketch':>10}{'recognition':>13}{'Frechet':>10}")
     print(f"{'test split (real)':<18}{'-':>11}{'-':>10}{recognition(clf.predict(test.sketches)[0], test.labels):>13.3f}"
           f"{frechet_distance(train_f, test_f):>10.2f}   <- train vs test: the floor")
@@ -59,7 +61,8 @@ def main() -> None:
         for start in range(0, len(wanted), args.batch):
             t0 = time.perf_counter()
             g = generate(wanted[start:start + args.batch], sampler=sampler, seed=start, guidance=args.guidance,
-                         model=model, recognizability=h if sampler in ("skip", "schedule") else None)
+                         guidance_interval=tuple(args.guidance_interval), model=model,
+                         recognizability=h if sampler in ("skip", "schedule") else None)
             seconds += time.perf_counter() - t0
             sketches += g.sketches
             nfe = g.nfe

@@ -4,7 +4,7 @@ import torch
 
 from diffsketch_core.strokes.classifier import SketchClassifier
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, uniform_timesteps
-from diffsketch_core.strokes.generate import generate
+from diffsketch_core.strokes.generate import SKIP, generate
 from diffsketch_core.strokes.recognizability import (RecognizabilityNet, Trajectories, fit, record_trajectories,
                                                      schedule_from_curve, skip_sample)
 from test_strokes_model import CLASSES, tiny_model
@@ -67,8 +67,22 @@ def test_skip_sampler_is_cheaper_than_ddim30_and_deterministic():
     assert torch.equal(low.offsets, again.offsets) and low.nfe < len(uniform_timesteps(30))
 
 
+def test_skip_sampler_switches_once_and_stops_asking_h():
+    """Recognizability predicted low at first, high from t <= 600 (h sees the timestep): jump until then, fine
+    steps after, and h is no longer evaluated once it has risen."""
+    h = _rigged(0.0)
+    calls = []
+    h.register_forward_hook(lambda mod, args, out: calls.append(int(args[3][0])))
+    real = h.forward
+    h.forward = lambda x0, eps, logits, t: real(x0, eps, logits, t) + torch.where(t <= 600, 5.0, -5.0)
+    res = skip_sample(tiny_model(), h, torch.tensor([0, 1]), jump=200, fine=100, threshold=0.5, seed=0)
+    assert res.timesteps == [999, 799, 599, 499, 399, 299, 199, 99]
+    assert calls == [999, 799, 599]
+
+
 def test_generate_with_skip_and_schedule_samplers():
     m = tiny_model()
     skip = generate("circle", n=2, sampler="skip", model=m, recognizability=_rigged(-5.0))
     sched = generate("circle", n=2, sampler="schedule", model=m, recognizability=_rigged(0.0))
-    assert skip.nfe == 10 and sched.nfe == 5 and len(skip.sketches) == len(sched.sketches) == 2
+    assert skip.nfe == len(range(999, -1, -SKIP["jump"])) and sched.nfe == 5  # always jumping; the schedule's 5
+    assert len(skip.sketches) == len(sched.sketches) == 2

@@ -86,6 +86,33 @@ def test_samplers_return_requested_count_and_finite_values(method, steps):
     assert res.nfe == steps and res.pen.shape == (5, 24)
 
 
+def test_guidance_interval_guides_only_inside_it():
+    m, diff = tiny_model(), StrokeDiffusion()
+    for p in m.parameters():  # the zero-initialised heads would make guidance a no-op
+        torch.nn.init.normal_(p, std=0.1)
+    rows = []
+    m.register_forward_hook(lambda mod, args, out: rows.append(len(args[0])))
+    labels = torch.tensor([0, 1, 2])
+    limited = diff.sample(m, labels, [999, 700, 400, 100, 0], guidance=3.0, guidance_interval=(250, 750), seed=0)
+    assert rows == [3, 6, 6, 3, 3]  # t = 700 and 400 guided (both halves in one batch), the rest conditional only
+    rows.clear()
+    full = diff.sample(m, labels, [999, 700, 400, 100, 0], guidance=3.0, seed=0)
+    assert rows == [6] * 5 and limited.nfe == full.nfe == 5
+    assert not torch.allclose(limited.offsets, full.offsets)
+
+
+def test_exact_gelu_matches_the_tanh_approximation_closely():
+    tanh = tiny_model()
+    for p in tanh.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    exact = StrokeDenoiser(**{**tanh.config, "gelu_approximate": "none"})
+    exact.load_state_dict(tanh.state_dict())
+    x, t, labels = torch.randn(2, 24, 3), torch.tensor([10, 900]), torch.tensor([0, 1])
+    with torch.no_grad():
+        (ea, pa), (eb, pb) = tanh(x, t, labels), exact(x, t, labels)
+    assert not torch.equal(ea, eb) and torch.allclose(ea, eb, atol=1e-3) and torch.allclose(pa, pb, atol=1e-3)
+
+
 def test_sampling_is_deterministic_for_a_seed():
     m, diff = tiny_model(), StrokeDiffusion()
     a = diff.sample(m, torch.tensor([0, 1]), uniform_timesteps(10), seed=3)

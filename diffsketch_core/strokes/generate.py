@@ -23,6 +23,12 @@ DEFAULT_MODEL = CHECKPOINTS / "stroke_diffusion"
 DEFAULT_RECOGNIZABILITY = CHECKPOINTS / "recognizability"
 MAX_SKETCHES = 256
 SAMPLERS = ("skip", "schedule", "ddim", "ddpm")
+# Classifier-free guidance only at mid noise: on the shipped model, 6 DDIM steps guided in this interval scored
+# recognition 0.46 / Frechet 17.6 against 0.42 / 24.5 guided throughout (valid split, 200 sketches), and the
+# unguided steps cost half. Early guidance pushes every sample toward one mode; late guidance changes nothing.
+GUIDANCE_INTERVAL = (250, 750)
+# The skipping sampler's jumps (while h_phi predicts recognizability below the threshold) and fine steps
+SKIP = {"jump": 250, "fine": 125, "threshold": 0.2}
 
 
 @dataclass
@@ -66,11 +72,12 @@ def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
 
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
-             seed: int = 0, guidance: float = 4.0, model: StrokeDenoiser | None = None,
-             recognizability=None) -> Generation:
+             seed: int = 0, guidance: float = 4.0, guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL,
+             model: StrokeDenoiser | None = None, recognizability=None) -> Generation:
     """n sketches of `class_name` (None or "any": unconditional), or one per entry of a list of class names,
     all in one batch. sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t)
-    curve), "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps)."""
+    curve), "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps). Guidance applies inside `guidance_interval`
+    (timesteps lo..hi; None: at every step)."""
     names = list(class_name) if isinstance(class_name, (list, tuple)) else None
     if names is not None:
         n = len(names)
@@ -88,12 +95,15 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
 
         h = recognizability or load_recognizability()
         if sampler == "skip":
-            res = skip_sample(model, h, labels, guidance=guidance, seed=seed)
+            res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed,
+                              **SKIP)
         else:
-            res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance, seed=seed)
+            res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance,
+                              guidance_interval=guidance_interval, seed=seed)
     else:
         schedule = list(range(diff.T - 1, -1, -1)) if sampler == "ddpm" else uniform_timesteps(steps, diff.T)
-        res = diff.sample(model, labels, schedule, method=sampler, guidance=guidance, seed=seed)
+        res = diff.sample(model, labels, schedule, method=sampler, guidance=guidance,
+                          guidance_interval=guidance_interval, seed=seed)
     seconds = time.perf_counter() - start
     scale = model.config.offset_scale
     sketches = [from_fixed(o, p, scale) for o, p in zip(res.offsets.numpy(), res.pen.numpy())]

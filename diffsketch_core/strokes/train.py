@@ -93,7 +93,7 @@ class Trainer:
         else:
             self.model = StrokeDenoiser(max_len=max_len, d_model=args.d_model, n_layers=args.layers,
                                         n_heads=args.heads, class_names=tuple(self.data.classes), offset_scale=scale,
-                                        pen_channel=args.pen_channel)
+                                        pen_channel=args.pen_channel, gelu_approximate="none")
         self.ema = StrokeDenoiser(**self.model.config)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False).eval()
