@@ -36,8 +36,9 @@ from diffsketch_core.metrics import recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
+from diffsketch_core.strokes.diffusion import GUIDANCE_INTERVAL  # noqa: E402
 from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
-from diffsketch_core.strokes.rectify import heal_many, rectify_many  # noqa: E402
+from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
 
 
 NOISE = 1.5  # offset noise per unit of deformation, in data stds (calibrated to the paper's before-column)
@@ -71,14 +72,17 @@ def _strength(v: str) -> float | str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-class", type=int, default=2)
-    p.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    p.add_argument("--levels", type=float, nargs="*", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     p.add_argument("--masks", type=float, nargs="*", default=[0.1, 0.3])
     p.add_argument("--strength", type=_strength, nargs="+", default=["auto"], help="values in (0, 1] or auto")
     p.add_argument("--split", default="test", choices=["valid", "test"], help="tune on valid, report on test")
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--perceptual", default="lpips", choices=["lpips", "classifier"])
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=RECTIFY_STEPS)
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance of the stroke model")
+    p.add_argument("--cfg-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"),
+                   help="apply the classifier-free guidance only for LO <= t <= HI (0 999: at every step)")
+    p.add_argument("--heal-steps", type=int, default=HEAL_STEPS)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
     p.add_argument("--threads", type=int, default=None)
@@ -93,8 +97,9 @@ def main() -> None:
     sketches, labels = [test.sketches[i] for i in idx], test.labels[idx]
     rng = np.random.default_rng(0)
     sigma = float(model.config.offset_scale)
+    interval = tuple(args.cfg_interval)
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
-          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg}, batch {args.batch}")
+          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {interval}, batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
@@ -105,10 +110,12 @@ def main() -> None:
             for i in range(0, len(broken), args.batch):
                 part, names = broken[i:i + args.batch], [classes[y] for y in labels[i:i + args.batch]]
                 if frac:
-                    res = heal_many(part, model, clf, names, cfg=args.cfg)
+                    res = heal_many(part, model, clf, names, steps=args.heal_steps, cfg=args.cfg,
+                                    cfg_interval=interval)
                 else:
                     res = rectify_many(part, model, clf, names, strength=strength, guidance=args.guidance,
-                                       steps=args.steps, perceptual=args.perceptual, cfg=args.cfg)
+                                       steps=args.steps, perceptual=args.perceptual, cfg=args.cfg,
+                                       cfg_interval=interval)
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)

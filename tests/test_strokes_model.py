@@ -90,14 +90,15 @@ def test_guidance_interval_guides_only_inside_it():
     m, diff = tiny_model(), StrokeDiffusion()
     for p in m.parameters():  # the zero-initialised heads would make guidance a no-op
         torch.nn.init.normal_(p, std=0.1)
-    rows = []
-    m.register_forward_hook(lambda mod, args, out: rows.append(len(args[0])))
-    labels = torch.tensor([0, 1, 2])
+    unconditional = []  # the timesteps at which the unconditional branch ran, and for how many rows
+    m.register_forward_hook(lambda mod, args, out: unconditional.append((int(args[1][0]), len(args[0])))
+                            if bool((args[2] == mod.null_class).all()) else None)
+    labels = torch.tensor([0, 1, m.null_class])  # the last row asks for no class: nothing to guide
     limited = diff.sample(m, labels, [999, 700, 400, 100, 0], guidance=3.0, guidance_interval=(250, 750), seed=0)
-    assert rows == [3, 6, 6, 3, 3]  # t = 700 and 400 guided (both halves in one batch), the rest conditional only
-    rows.clear()
+    assert unconditional == [(700, 2), (400, 2)]
+    unconditional.clear()
     full = diff.sample(m, labels, [999, 700, 400, 100, 0], guidance=3.0, seed=0)
-    assert rows == [6] * 5 and limited.nfe == full.nfe == 5
+    assert unconditional == [(t, 2) for t in (999, 700, 400, 100, 0)] and limited.nfe == full.nfe == 5
     assert not torch.allclose(limited.offsets, full.offsets)
 
 

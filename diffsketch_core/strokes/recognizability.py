@@ -33,7 +33,7 @@ from torch import nn
 from ..checkpoints import save_fp16
 from ..errors import DiffSketchError
 from .classifier import SketchClassifier
-from .diffusion import SampleResult, StrokeDiffusion
+from .diffusion import GUIDANCE_INTERVAL, SampleResult, StrokeDiffusion
 from .format import from_fixed
 from .model import StrokeDenoiser, timestep_embedding
 
@@ -71,7 +71,8 @@ class Trajectories:
 
 @torch.no_grad()
 def record_trajectories(model: StrokeDenoiser, classifier: SketchClassifier, labels: torch.Tensor, every: int = 10,
-                        seed: int = 0, guidance: float = 4.0) -> Trajectories:
+                        seed: int = 0, guidance: float = 4.0,
+                        guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL) -> Trajectories:
     """Run the full 1000-step DDIM (eta 0) trajectory and judge the predicted x0 every `every` steps."""
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     scale = model.config.offset_scale
@@ -88,7 +89,8 @@ def record_trajectories(model: StrokeDenoiser, classifier: SketchClassifier, lab
         rows["eps"].append(eps.clone())
         rows["logits"].append(logits.clone())
 
-    diff.sample(model, labels, list(range(diff.T - 1, -1, -1)), guidance=guidance, seed=seed, callback=on_step)
+    diff.sample(model, labels, list(range(diff.T - 1, -1, -1)), guidance=guidance, guidance_interval=guidance_interval,
+                seed=seed, callback=on_step)
     return Trajectories(np.array(rows["t"]), np.stack(rows["correct"]), torch.stack(rows["x0"]),
                         torch.stack(rows["eps"]), torch.stack(rows["logits"]))
 
@@ -169,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=8, help="trajectory batches (each: one sketch per class x per-class)")
     p.add_argument("--per-class", type=int, default=2)
     p.add_argument("--every", type=int, default=10)
-    p.add_argument("--schedule-steps", type=int, default=30)
+    p.add_argument("--schedule-steps", type=int, default=6, help="length of the precomputed schedule")
+    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--guidance-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"))
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.arange(model.num_classes).repeat_interleave(args.per_class)
     data = []
     for b in range(args.batches):
-        data.append(record_trajectories(model, clf, labels, args.every, seed=1000 + b))
+        data.append(record_trajectories(model, clf, labels, args.every, seed=1000 + b, guidance=args.guidance,
+                                        guidance_interval=tuple(args.guidance_interval)))
         print(f"trajectories {b + 1}/{args.batches}: final recognition {data[-1].curve[-1]:.3f} ({time.time() - start:.0f} s)")
     curve_t, curve_r = data[0].t, np.mean([d.curve for d in data], 0)
     schedule = schedule_from_curve(curve_t, curve_r, args.schedule_steps)
@@ -192,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                            schedule=tuple(schedule))
     final = fit(h, data, args.epochs)
     save_fp16(h, args.out)
-    report = {"trajectories": len(labels) * args.batches, "every": args.every, "final_bce": final,
+    report = {"model": args.model, "trajectories": len(labels) * args.batches, "every": args.every,
+              "guidance": args.guidance, "guidance_interval": args.guidance_interval, "final_bce": final,
               "final_recognition": float(curve_r[-1]), "schedule": schedule, "seconds": round(time.time() - start)}
     (Path(args.out) / "training.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import BadInputError
 from .classifier import SketchClassifier
-from .diffusion import StrokeDiffusion, with_pen
+from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, with_pen
 from .format import drop_dots, fit_length, from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, soft_render
@@ -35,7 +35,13 @@ RENDER = 64
 # "auto" strength from the classifier's confidence p in the class: lo + (hi - lo)(1 - p)^gamma (tuned on valid)
 AUTO_STRENGTH = (0.01, 0.9, 4.0)
 GUIDE_STEPS, GUIDE_RATE = 3, 0.05  # per denoising step: 3 steps of 0.05 * guidance (RMS, normalised units)
+# 10 steps rectify as well as 25 at 2.5x the speed (40 valid sketches, LPIPS guidance 1: 50% deformation 7.5% ->
+# 45% recognised at 2.9 s/sketch; 25 steps: 15% -> 50% on 20 test sketches at 7.2 s/sketch)
+RECTIFY_STEPS = 10
 HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes
+# Fewer denoising steps heal better: on 100 valid sketches with 10% / 30% of strokes masked, recognition moved
+# +0 / -1 points with 6 steps, -5 / -4 with 10, -8 / -2 with 20 and -9 with 50 (the old default)
+HEAL_STEPS = 6
 
 
 @dataclass
@@ -162,8 +168,8 @@ def _guide(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, fit, pe
 
 
 def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor, t0: torch.Tensor, steps: int,
-             seed: int, cfg: float, guidance: float = 0.0, perceptual: Perceptual | None = None,
-             target: torch.Tensor | None = None, fit=None,
+             seed: int, cfg: float, cfg_interval: tuple[int, int] | None, guidance: float = 0.0,
+             perceptual: Perceptual | None = None, target: torch.Tensor | None = None, fit=None,
              known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """DDIM from x0_start noised to a per-sketch t0 (B,) down to 0 in `steps` steps, each row on its own uniform
     schedule; optional perceptual guidance on x0_hat and RePaint re-imposition of `known` points (B, N)."""
@@ -178,7 +184,7 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
     for i in range(n):
         t, t_next = ts[:, i], ts[:, i + 1]
         with torch.no_grad():
-            eps, logits = diff.guided(model, x, t, labels, cfg)
+            eps, logits = diff.guided(model, x, t, labels, diff.guidance_at(t, cfg, cfg_interval))
             x0 = diff.predict_x0(x, t, eps)
         if guidance > 0 and perceptual is not None:
             for _ in range(GUIDE_STEPS):
@@ -294,8 +300,9 @@ def _strengths(strength: float | str, classifier, model: StrokeDenoiser, probs: 
 
 def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
                  class_names: str | None | list[str | None] = None, strength: float | str = "auto",
-                 guidance: float = 1.0, steps: int = 25, seed: int = 0, cfg: float = 4.0,
-                 perceptual: str = "lpips") -> list[RectifyResult]:
+                 guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
+                 perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = GUIDANCE_INTERVAL
+                 ) -> list[RectifyResult]:
     """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
     strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`)."""
     if not sources:
@@ -318,13 +325,14 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
         with torch.no_grad():
             target = soft_render(torch.cumsum(offsets, 1) * fit[0] + fit[1], draw_weights(_pen_onehot(pen)), RENDER)
     t0 = torch.from_numpy(np.round(strengths * (model.config.num_train_timesteps - 1)).astype(np.int64))
-    x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, guidance, perc, target, fit)
+    x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, cfg_interval, guidance, perc,
+                              target, fit)
     return _finish(model, classifier, preps, probs, labels, notes, x, logits.argmax(-1).numpy(), nfe,
                    time.perf_counter() - start)
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float | str = "auto", guidance: float = 1.0, steps: int = 25, seed: int = 0, cfg: float = 4.0,
+            strength: float | str = "auto", guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
             perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
@@ -332,8 +340,8 @@ def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None =
 
 
 def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
-              class_names: str | None | list[str | None] = None, steps: int = 50, seed: int = 0,
-              cfg: float = 4.0) -> list[RectifyResult]:
+              class_names: str | None | list[str | None] = None, steps: int = HEAL_STEPS, seed: int = 0,
+              cfg: float = 4.0, cfg_interval: tuple[int, int] | None = GUIDANCE_INTERVAL) -> list[RectifyResult]:
     """Complete incomplete sketches: their points are kept exactly (simplified first when they would fill more
     than HEAL_KNOWN of the model's length), the model draws what is missing after them."""
     if not sources:
@@ -345,7 +353,7 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
     known = torch.arange(n_max)[None] < torch.tensor([p.n for p in preps])[:, None]
     t0 = torch.full((len(preps),), model.config.num_train_timesteps - 1)
     x, logits, nfe = _denoise(model, with_pen(model, offsets, pen), torch.tensor(labels), t0, steps, seed, cfg,
-                              known=known)
+                              cfg_interval, known=known)
     pen_out = logits.argmax(-1).numpy()
     for i, p in enumerate(preps):
         pen_out[i, :p.n] = p.pen[:p.n]  # the known strokes stay as drawn; new strokes start with a pen-up move
@@ -354,6 +362,6 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-         steps: int = 50, seed: int = 0, cfg: float = 4.0) -> RectifyResult:
+         steps: int = HEAL_STEPS, seed: int = 0, cfg: float = 4.0) -> RectifyResult:
     """Complete an incomplete sketch: its points are kept exactly, the model draws what is missing after them."""
     return heal_many([source], model, classifier, [class_name], steps, seed, cfg)[0]
