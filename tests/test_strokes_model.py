@@ -1,6 +1,8 @@
+import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps, with_pen
@@ -171,3 +173,18 @@ def test_generate_with_tiny_model():
 def test_generate_a_list_of_classes_in_one_batch():
     gen = generate(["circle", None, "zigzag"], sampler="ddim", steps=4, model=tiny_model())
     assert gen.class_names == ["circle", None, "zigzag"] and len(gen.sketches) == 3
+
+
+def test_training_cli_resumes_and_exports_fp16_with_exact_gelu(tmp_path):
+    from diffsketch_core.strokes.train import main
+
+    args = ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--classifier", str(tmp_path / "none"),
+            "--d-model", "32", "--layers", "1", "--heads", "2", "--no-pen-channel"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    assert main([*args, "--max-steps", "4"]) == 0  # the same run again continues from step 2
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["step"] == 4 and not state["config"]["pen_channel"]
+    assert StrokeDenoiser.from_pretrained(str(tmp_path / "out")).config.gelu_approximate == "none"
+    weights = load_file(str(tmp_path / "out" / "diffusion_pytorch_model.safetensors"))
+    assert {v.dtype for v in weights.values()} == {torch.float16}
+    assert json.loads((tmp_path / "out" / "training.json").read_text())["steps"] == 4
