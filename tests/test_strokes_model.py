@@ -180,11 +180,12 @@ def test_training_cli_resumes_and_exports_fp16_with_exact_gelu(tmp_path):
 
     args = ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--classifier", str(tmp_path / "none"),
             "--d-model", "32", "--layers", "1", "--heads", "2", "--no-pen-channel"]
-    assert main([*args, "--max-steps", "2"]) == 0
+    assert main([*args, "--max-steps", "2", "--eval-every", "1"]) == 0
     assert main([*args, "--max-steps", "4"]) == 0  # the same run again continues from step 2
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["step"] == 4 and not state["config"]["pen_channel"]
     assert StrokeDenoiser.from_pretrained(str(tmp_path / "out")).config.gelu_approximate == "none"
     weights = load_file(str(tmp_path / "out" / "diffusion_pytorch_model.safetensors"))
     assert {v.dtype for v in weights.values()} == {torch.float16}
-    assert json.loads((tmp_path / "out" / "training.json").read_text())["steps"] == 4
+    report = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert report["steps"] == 4 and [r["step"] for r in report["history"]] == [1, 2]  # the log survives the resume

@@ -102,6 +102,8 @@ class Trainer:
         self.step, self.log_rows = 0, []
         if saved:
             self._load_state(saved)
+            log_file = self.run / "log.jsonl"
+            self.log_rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
         self.gen = torch.Generator().manual_seed(args.seed + self.step)
         self.classifier = None
 
