@@ -17,6 +17,7 @@ Train: python -m diffsketch_core.strokes.recognizability --out checkpoints/recog
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                            schedule=tuple(schedule))
     final = fit(h, data, args.epochs)
     save_fp16(h, args.out)
-    report = {"model": args.model, "trajectories": len(labels) * args.batches, "every": args.every,
+    report = {"model": os.path.relpath(args.model), "trajectories": len(labels) * args.batches, "every": args.every,
               "guidance": args.guidance, "guidance_interval": args.guidance_interval, "final_bce": final,
               "final_recognition": float(curve_r[-1]), "schedule": schedule, "seconds": round(time.time() - start)}
     (Path(args.out) / "training.json").write_text(json.dumps(report, indent=1))
