@@ -36,7 +36,6 @@ from diffsketch_core.metrics import recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
-from diffsketch_core.strokes.diffusion import GUIDANCE_INTERVAL  # noqa: E402
 from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
 from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
 
@@ -80,8 +79,9 @@ def main() -> None:
     p.add_argument("--perceptual", default="lpips", choices=["lpips", "classifier"])
     p.add_argument("--steps", type=int, default=RECTIFY_STEPS)
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance of the stroke model")
-    p.add_argument("--cfg-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"),
-                   help="apply the classifier-free guidance only for LO <= t <= HI (0 999: at every step)")
+    p.add_argument("--cfg-interval", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="apply the classifier-free guidance only for LO <= t <= HI (default: rectify at every step, "
+                        "heal inside the library's GUIDANCE_INTERVAL)")
     p.add_argument("--heal-steps", type=int, default=HEAL_STEPS)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
@@ -97,9 +97,9 @@ def main() -> None:
     sketches, labels = [test.sketches[i] for i in idx], test.labels[idx]
     rng = np.random.default_rng(0)
     sigma = float(model.config.offset_scale)
-    interval = tuple(args.cfg_interval)
+    cfg = {"cfg": args.cfg} | ({"cfg_interval": tuple(args.cfg_interval)} if args.cfg_interval else {})
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
-          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {interval}, batch {args.batch}")
+          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {args.cfg_interval or 'the defaults'}, batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
@@ -110,12 +110,10 @@ def main() -> None:
             for i in range(0, len(broken), args.batch):
                 part, names = broken[i:i + args.batch], [classes[y] for y in labels[i:i + args.batch]]
                 if frac:
-                    res = heal_many(part, model, clf, names, steps=args.heal_steps, cfg=args.cfg,
-                                    cfg_interval=interval)
+                    res = heal_many(part, model, clf, names, steps=args.heal_steps, **cfg)
                 else:
                     res = rectify_many(part, model, clf, names, strength=strength, guidance=args.guidance,
-                                       steps=args.steps, perceptual=args.perceptual, cfg=args.cfg,
-                                       cfg_interval=interval)
+                                       steps=args.steps, perceptual=args.perceptual, **cfg)
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)
