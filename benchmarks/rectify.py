@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance of the stroke model")
     p.add_argument("--cfg-interval", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="apply the classifier-free guidance only for LO <= t <= HI (default: rectify at every step, "
-                        "heal inside the library's GUIDANCE_INTERVAL)")
+                        "heal inside GUIDANCE_INTERVAL)")
     p.add_argument("--heal-steps", type=int, default=HEAL_STEPS)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
@@ -99,7 +99,8 @@ def main() -> None:
     sigma = float(model.config.offset_scale)
     cfg = {"cfg": args.cfg} | ({"cfg_interval": tuple(args.cfg_interval)} if args.cfg_interval else {})
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
-          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {args.cfg_interval or 'the defaults'}, batch {args.batch}")
+          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {args.cfg_interval or 'the defaults'}, "
+          f"batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:

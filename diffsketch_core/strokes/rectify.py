@@ -41,6 +41,7 @@ RECTIFY_STEPS = 10
 # Classifier-free guidance: rectify guides at every step, heal only inside GUIDANCE_INTERVAL (200 valid sketches:
 # guided throughout, rectify gained +2 / +26.5 / +39 points at 0 / 30 / 50% deformation against -1 / +21 / +35
 # inside the interval, and healing lost 6 / 8 points at 10 / 30% masked against 3.5 / 1)
+RECTIFY_CFG_INTERVAL, HEAL_CFG_INTERVAL = None, GUIDANCE_INTERVAL
 HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes
 # Fewer denoising steps heal better: on 100 valid sketches with 10% / 30% of strokes masked, recognition moved
 # +0 / -1 points with 6 steps, -5 / -4 with 10, -8 / -2 with 20 and -9 with 50 (the old default)
@@ -304,7 +305,8 @@ def _strengths(strength: float | str, classifier, model: StrokeDenoiser, probs: 
 def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
                  class_names: str | None | list[str | None] = None, strength: float | str = "auto",
                  guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
-                 perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = None) -> list[RectifyResult]:
+                 perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = RECTIFY_CFG_INTERVAL
+                 ) -> list[RectifyResult]:
     """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
     strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`)."""
     if not sources:
@@ -334,8 +336,8 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-            strength: float | str = "auto", guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
-            perceptual: str = "lpips") -> RectifyResult:
+            strength: float | str = "auto", guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0,
+            cfg: float = 4.0, perceptual: str = "lpips") -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
                         perceptual)[0]
@@ -343,7 +345,7 @@ def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None =
 
 def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
               class_names: str | None | list[str | None] = None, steps: int = HEAL_STEPS, seed: int = 0,
-              cfg: float = 4.0, cfg_interval: tuple[int, int] | None = GUIDANCE_INTERVAL) -> list[RectifyResult]:
+              cfg: float = 4.0, cfg_interval: tuple[int, int] | None = HEAL_CFG_INTERVAL) -> list[RectifyResult]:
     """Complete incomplete sketches: their points are kept exactly (simplified first when they would fill more
     than HEAL_KNOWN of the model's length), the model draws what is missing after them."""
     if not sources:
