@@ -1,10 +1,12 @@
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
 from diffsketch_core.strokes.classifier import SketchClassifier
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, uniform_timesteps
-from diffsketch_core.strokes.generate import SKIP, generate
+from diffsketch_core.strokes.generate import generate
 from diffsketch_core.strokes.recognizability import (RecognizabilityNet, Trajectories, fit, record_trajectories,
                                                      schedule_from_curve, skip_sample)
 from test_strokes_model import CLASSES, tiny_model
@@ -84,5 +86,6 @@ def test_generate_with_skip_and_schedule_samplers():
     m = tiny_model()
     skip = generate("circle", n=2, sampler="skip", model=m, recognizability=_rigged(-5.0))
     sched = generate("circle", n=2, sampler="schedule", model=m, recognizability=_rigged(0.0))
-    assert skip.nfe == len(range(999, -1, -SKIP["jump"])) and sched.nfe == 5  # always jumping; the schedule's 5
+    jump = inspect.signature(skip_sample).parameters["jump"].default
+    assert skip.nfe == len(range(999, -1, -jump)) and sched.nfe == 5  # always jumping; the schedule's 5
     assert len(skip.sketches) == len(sched.sketches) == 2

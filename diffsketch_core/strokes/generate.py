@@ -23,8 +23,6 @@ DEFAULT_MODEL = CHECKPOINTS / "stroke_diffusion"
 DEFAULT_RECOGNIZABILITY = CHECKPOINTS / "recognizability"
 MAX_SKETCHES = 256
 SAMPLERS = ("skip", "schedule", "ddim", "ddpm")
-# The skipping sampler's jumps (while h_phi predicts recognizability below the threshold) and fine steps
-SKIP = {"jump": 250, "fine": 125, "threshold": 0.2}
 
 
 @dataclass
@@ -91,8 +89,7 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
 
         h = recognizability or load_recognizability()
         if sampler == "skip":
-            res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed,
-                              **SKIP)
+            res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed)
         else:
             res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance,
                               guidance_interval=guidance_interval, seed=seed)

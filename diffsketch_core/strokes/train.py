@@ -62,10 +62,11 @@ def recognition(model: StrokeDenoiser, classifier, per_class: int = 3, seed: int
     return float((probs.argmax(1) == np.array(labels)).mean())
 
 
-def warm_start(source: StrokeDenoiser, pen_channel: bool) -> StrokeDenoiser:
-    """A model with `pen_channel` as asked, initialised from `source`: every tensor copied, and when the pen
-    channel is new its input column and output row start at zero (the network begins as `source` did)."""
-    model = StrokeDenoiser(**{**source.config, "pen_channel": pen_channel})
+def warm_start(source: StrokeDenoiser, **changes) -> StrokeDenoiser:
+    """A model with `source`'s config plus `changes` (e.g. pen_channel=True, gelu_approximate="none"), initialised
+    from `source`: every tensor copied, and where a shape grew (a new pen channel) the new input column and output
+    row start at zero (the network begins as `source` did)."""
+    model = StrokeDenoiser(**{**source.config, **changes})
     state = model.state_dict()
     for k, v in source.state_dict().items():
         target = state[k].zero_()
@@ -89,7 +90,7 @@ class Trainer:
             self.model = StrokeDenoiser(**saved["config"])
         elif args.init_from:
             self.model = warm_start(StrokeDenoiser.from_pretrained(args.init_from, torch_dtype=torch.float32),
-                                    args.pen_channel)
+                                    pen_channel=args.pen_channel)
         else:
             self.model = StrokeDenoiser(max_len=max_len, d_model=args.d_model, n_layers=args.layers,
                                         n_heads=args.heads, class_names=tuple(self.data.classes), offset_scale=scale,
@@ -135,9 +136,7 @@ class Trainer:
         """The EMA weights as fp16 safetensors, always with exact GELU: a tanh-trained network computes the same
         noise to 3e-4 RMS (below fp16 rounding) and the exact form is twice as fast on CPU."""
         out = Path(self.args.out)
-        model = StrokeDenoiser(**{**self.ema.config, "gelu_approximate": "none"})
-        model.load_state_dict(self.ema.state_dict())
-        save_fp16(model, out)
+        save_fp16(warm_start(self.ema, gelu_approximate="none"), out)
         (out / "training.json").write_text(json.dumps({"steps": self.step, "batch": self.args.batch,
                                                        "init_from": self.args.init_from,
                                                        "history": self.log_rows[-50:]}, indent=1))
