@@ -37,7 +37,7 @@ from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
 from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
-from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
+from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_ETA, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
 
 
 NOISE = 1.5  # offset noise per unit of deformation, in data stds (calibrated to the paper's before-column)
@@ -82,6 +82,8 @@ def main() -> None:
     p.add_argument("--cfg-interval", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="apply the classifier-free guidance only for LO <= t <= HI (default: rectify at every step, "
                         "heal inside GUIDANCE_INTERVAL)")
+    p.add_argument("--eta", type=lambda v: v if v == "strength" else float(v), default=RECTIFY_ETA,
+                   help="rectify's sampler stochasticity in [0, 1], or 'strength'")
     p.add_argument("--heal-steps", type=int, default=HEAL_STEPS)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
@@ -99,7 +101,8 @@ def main() -> None:
     sigma = float(model.config.offset_scale)
     cfg = {"cfg": args.cfg} | ({"cfg_interval": tuple(args.cfg_interval)} if args.cfg_interval else {})
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
-          f"({args.perceptual}), {args.steps} steps, CFG {args.cfg} for t in {args.cfg_interval or 'the defaults'}, "
+          f"({args.perceptual}), {args.steps} steps, eta {args.eta}, CFG {args.cfg} for t in "
+          f"{args.cfg_interval or 'the defaults'}, "
           f"batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
@@ -114,7 +117,7 @@ def main() -> None:
                     res = heal_many(part, model, clf, names, steps=args.heal_steps, **cfg)
                 else:
                     res = rectify_many(part, model, clf, names, strength=strength, guidance=args.guidance,
-                                       steps=args.steps, perceptual=args.perceptual, **cfg)
+                                       steps=args.steps, perceptual=args.perceptual, eta=args.eta, **cfg)
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)

@@ -88,6 +88,17 @@ def test_small_strength_stays_close_to_the_input():
     assert len(b) >= 2 and nearest.max() < 8  # px on a 80 px drawing (the untrained pen head may drop specks)
 
 
+def test_eta_adds_fresh_seeded_noise_and_is_checked():
+    model, kw = tiny_model(), dict(class_name="line", strength=0.8, guidance=0, steps=4, seed=0)
+    deterministic = rectify(SQUARE, model, eta=0.0, **kw).sketch
+    stochastic = rectify(SQUARE, model, eta=1.0, **kw).sketch
+    assert np.isfinite(stochastic).all() and not np.array_equal(stochastic, deterministic)
+    np.testing.assert_array_equal(rectify(SQUARE, model, eta=1.0, **kw).sketch, stochastic)  # same seed, same sketch
+    for bad in (-0.1, 1.5, "often", True):
+        with pytest.raises(BadInputError, match="eta"):
+            rectify(SQUARE, model, eta=bad, **kw)
+
+
 def test_heal_keeps_known_points_exactly():
     known = polylines_to_stroke3([np.array(SQUARE[0], float)])
     res = heal(known, tiny_model(), class_name="circle", steps=6)

@@ -137,6 +137,19 @@ def test_ddim_recovers_clean_data_with_perfect_noise_prediction():
     torch.testing.assert_close(diff.ddim_step(xt, 700, -1, noise), x0, atol=1e-4, rtol=1e-4)
 
 
+def test_ddim_next_is_ddim_at_eta_0_and_has_the_ddpm_variance_at_eta_1():
+    diff = StrokeDiffusion()
+    x0, eps, noise = torch.randn(2, 8, 3), torch.randn(2, 8, 3), torch.randn(2, 8, 3)
+    t, t_next = torch.tensor([700, 700]), torch.tensor([699, 699])
+    xt = diff.q_sample(x0, t, eps)
+    torch.testing.assert_close(diff.ddim_next(x0, eps, t, t_next, 0.0, noise), diff.ddim_step(xt, 700, 699, eps))
+    ab, ab_prev, beta = diff._ab(t)[0], diff._ab(t_next)[0], diff.betas[700]
+    added = diff.ddim_next(x0, eps, t, t_next, 1.0, noise) - diff.ddim_next(x0, eps, t, t_next, 1.0)
+    torch.testing.assert_close(added, (beta * (1 - ab_prev) / (1 - ab)).sqrt() * noise)
+    per_row = diff.ddim_next(x0, eps, t, t_next, torch.tensor([0.0, 1.0]), noise)  # eta per row
+    torch.testing.assert_close(per_row[0], diff.ddim_next(x0, eps, t, t_next, 0.0)[0])
+
+
 def test_sketch_lengths_ends_at_the_final_end_run():
     pen = torch.tensor([[0, 1, END, END], [0, 0, LIFT, 0], [END, 0, LIFT, END], [END, END, END, END]])
     assert sketch_lengths(pen).tolist() == [2, 4, 3, 0]

@@ -109,6 +109,17 @@ class StrokeDiffusion:
         ab_next = self._ab(torch.full_like(tt, t_next))[:, None, None]
         return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
 
+    def ddim_next(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
+                  eta: float | torch.Tensor = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Generalised DDIM update (Song et al. 2021, eq. 12) from the predicted (x0, eps) at per-row timesteps t to
+        t_next (B,). eta (scalar or per row): 0 is deterministic DDIM, 1 adds fresh noise with the ancestral
+        (DDPM) variance, which lets later steps correct earlier mistakes."""
+        ab, ab_next = self._ab(t)[:, None, None], self._ab(t_next)[:, None, None]
+        eta = torch.as_tensor(eta, dtype=x0.dtype).reshape(-1, 1, 1)
+        sigma = eta * ((1 - ab_next) / (1 - ab)).sqrt() * (1 - ab / ab_next).clamp_min(0).sqrt()
+        x = ab_next.sqrt() * x0 + (1 - ab_next - sigma ** 2).clamp_min(0).sqrt() * eps
+        return x if noise is None else x + sigma * noise
+
     def ddpm_step(self, x: torch.Tensor, t: int, eps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, device=x.device)
         x0 = self.predict_x0(x, tt, eps)

@@ -42,6 +42,11 @@ RECTIFY_STEPS = 10
 # guided throughout, rectify gained +2 / +26.5 / +39 points at 0 / 30 / 50% deformation against -1 / +21 / +35
 # inside the interval, and healing lost 6 / 8 points at 10 / 30% masked against 3.5 / 1)
 RECTIFY_CFG_INTERVAL, HEAL_CFG_INTERVAL = None, GUIDANCE_INTERVAL
+# Stochastic DDIM with eta = the sketch's strength: a sketch that is redrawn from far gets fresh noise at every
+# step, which lets later steps undo early mistakes, and a touch-up stays deterministic (1000 valid sketches,
+# recognition gain at 0 / 30 / 50% deformation: eta 0: +0.8 / +24.8 / +37.9; eta 1: -1.3 / +25.5 / +43.7;
+# eta = strength: +0.7 / +24.2 / +39.7)
+RECTIFY_ETA = "strength"
 HEAL_KNOWN = 0.75  # heal keeps at most this share of the model's points, so there is room to add strokes
 # Fewer denoising steps heal better: on 100 valid sketches with 10% / 30% of strokes masked, recognition moved
 # +0 / -1 points with 6 steps, -5 / -4 with 10, -8 / -2 with 20 and -9 with 50 (the old default)
@@ -159,7 +164,7 @@ def _pen_onehot(pen: torch.Tensor) -> torch.Tensor:
 
 @torch.enable_grad()
 def _guide(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, fit, perceptual: "Perceptual",
-           eta: float) -> torch.Tensor:
+           rate: float) -> torch.Tensor:
     """One normalised gradient step (per sketch) of the perceptual distance on the predicted sketch's *absolute*
     points (the pen channel, if any, is left alone). Stepping on absolute points moves each point locally; the
     same step on offsets would drag every later point along (measured: offset-space steps made the result drift
@@ -167,16 +172,18 @@ def _guide(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, fit, pe
     pts = torch.cumsum(x0[..., :2].detach(), 1).requires_grad_(True)
     ink = soft_render(pts * fit[0] + fit[1], draw_weights(logits.softmax(-1)), RENDER)
     (g,) = torch.autograd.grad(perceptual(ink, target).sum(), pts)
-    pts = pts.detach() - eta * g / (g.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + 1e-12)
+    pts = pts.detach() - rate * g / (g.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + 1e-12)
     return torch.cat([torch.diff(pts, dim=1, prepend=torch.zeros_like(pts[:, :1])), x0[..., 2:]], -1)
 
 
 def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor, t0: torch.Tensor, steps: int,
              seed: int, cfg: float, cfg_interval: tuple[int, int] | None, guidance: float = 0.0,
              perceptual: Perceptual | None = None, target: torch.Tensor | None = None, fit=None,
-             known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """DDIM from x0_start noised to a per-sketch t0 (B,) down to 0 in `steps` steps, each row on its own uniform
-    schedule; optional perceptual guidance on x0_hat and RePaint re-imposition of `known` points (B, N)."""
+             known: torch.Tensor | None = None, eta: float | torch.Tensor = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """DDIM (stochastic by `eta`, per row or one for all) from x0_start noised to a per-sketch t0 (B,) down to 0 in
+    `steps` steps, each row on its own uniform schedule; optional perceptual guidance on x0_hat and RePaint
+    re-imposition of `known` points (B, N)."""
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0_start.shape, generator=gen)
@@ -195,8 +202,7 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
                 x0 = _guide(x0, logits, target, fit, perceptual, GUIDE_RATE * guidance)
             ab = diff._ab(t)[:, None, None]
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
-        ab_next = diff._ab(t_next)[:, None, None]
-        x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps  # DDIM (eta 0); x0 at the last step
+        x = diff.ddim_next(x0, eps, t, t_next, eta, torch.randn(x.shape, generator=gen))  # x0 at the last step
         if known is not None:  # RePaint: the known points at the next noise level (exact at the end)
             x = torch.where(known[..., None], diff.q_sample(x0_start, t_next, noise), x)
     return x, logits, n
@@ -302,13 +308,20 @@ def _strengths(strength: float | str, classifier, model: StrokeDenoiser, probs: 
     return np.array(out)
 
 
+def _checked_eta(eta) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+        raise BadInputError(f"eta must be in [0, 1] or 'strength', got {eta!r}.")
+    return float(eta)
+
+
 def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
                  class_names: str | None | list[str | None] = None, strength: float | str = "auto",
                  guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
-                 perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = RECTIFY_CFG_INTERVAL
-                 ) -> list[RectifyResult]:
+                 perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = RECTIFY_CFG_INTERVAL,
+                 eta: float | str = RECTIFY_ETA) -> list[RectifyResult]:
     """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
-    strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`)."""
+    strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`).
+    eta: the sampler's stochasticity in [0, 1], or "strength" (each sketch's own strength, see RECTIFY_ETA)."""
     if not sources:
         raise BadInputError("Nothing to rectify.")
     start = time.perf_counter()
@@ -329,18 +342,19 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
         with torch.no_grad():
             target = soft_render(torch.cumsum(offsets, 1) * fit[0] + fit[1], draw_weights(_pen_onehot(pen)), RENDER)
     t0 = torch.from_numpy(np.round(strengths * (model.config.num_train_timesteps - 1)).astype(np.int64))
+    etas = torch.from_numpy(strengths).float() if eta == "strength" else _checked_eta(eta)
     x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, cfg_interval, guidance, perc,
-                              target, fit)
+                              target, fit, eta=etas)
     return _finish(model, classifier, preps, probs, labels, notes, x, logits.argmax(-1).numpy(), nfe,
                    time.perf_counter() - start)
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
             strength: float | str = "auto", guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0,
-            cfg: float = 4.0, perceptual: str = "lpips") -> RectifyResult:
+            cfg: float = 4.0, perceptual: str = "lpips", eta: float | str = RECTIFY_ETA) -> RectifyResult:
     """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
-                        perceptual)[0]
+                        perceptual, eta=eta)[0]
 
 
 def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
