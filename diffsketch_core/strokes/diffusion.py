@@ -105,9 +105,7 @@ class StrokeDiffusion:
 
     def ddim_step(self, x: torch.Tensor, t: int, t_next: int, eps: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, device=x.device)
-        x0 = self.predict_x0(x, tt, eps)
-        ab_next = self._ab(torch.full_like(tt, t_next))[:, None, None]
-        return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+        return self.ddim_next(self.predict_x0(x, tt, eps), eps, tt, torch.full_like(tt, t_next))
 
     def ddim_next(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
                   eta: float | torch.Tensor = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
