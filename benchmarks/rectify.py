@@ -102,8 +102,7 @@ def main() -> None:
     cfg = {"cfg": args.cfg} | ({"cfg_interval": tuple(args.cfg_interval)} if args.cfg_interval else {})
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
           f"({args.perceptual}), {args.steps} steps, eta {args.eta}, CFG {args.cfg} for t in "
-          f"{args.cfg_interval or 'the defaults'}, "
-          f"batch {args.batch}")
+          f"{args.cfg_interval or 'the defaults'}, batch {args.batch}")
     print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
