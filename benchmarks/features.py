@@ -25,8 +25,8 @@ def run_one(resolution: int, max_batch: int, threads: int | None) -> dict:
     import torch
 
     from benchmarks._util import machine, peak_rss_mb, timed
-    from diffsketch_core.backbone import load_backbone
-    from diffsketch_core.features import FeatureExtractor
+    from diffsketch_core.diffusion.backbone import load_backbone
+    from diffsketch_core.diffusion.features import FeatureExtractor
 
     if threads:
         torch.set_num_threads(threads)

@@ -20,11 +20,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks._util import machine, peak_rss_mb  # noqa: E402
-from diffsketch_core.backbone import load_backbone  # noqa: E402
-from diffsketch_core.features import DEFAULT_TIMESTEPS  # noqa: E402
-from diffsketch_core.generator import generator_for  # noqa: E402
-from diffsketch_core.photo2sketch import PhotoToSketch  # noqa: E402
-from diffsketch_core.style import Style  # noqa: E402
+from diffsketch_core.diffusion.backbone import load_backbone  # noqa: E402
+from diffsketch_core.diffusion.features import DEFAULT_TIMESTEPS  # noqa: E402
+from diffsketch_core.style.generator import generator_for  # noqa: E402
+from diffsketch_core.style.photo2sketch import PhotoToSketch  # noqa: E402
+from diffsketch_core.style.store import Style  # noqa: E402
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from diffsketch_core.metrics import recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
-from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
+from diffsketch_core.strokes.loaders import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
 from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_ETA, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
 
 

@@ -23,8 +23,8 @@ from benchmarks._util import machine  # noqa: E402
 from diffsketch_core.metrics import frechet_distance, recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
-from diffsketch_core.strokes.generate import (  # noqa: E402
-    CHECKPOINTS, DEFAULT_MODEL, GUIDANCE_INTERVAL, generate, load_recognizability, load_stroke_model)
+from diffsketch_core.strokes.generate import GUIDANCE_INTERVAL, generate  # noqa: E402
+from diffsketch_core.strokes.loaders import CHECKPOINTS, DEFAULT_MODEL, load_recognizability, load_stroke_model  # noqa: E402
 
 NAMES = {"ddpm": "DDPM-1000", "ddim": "DDIM-30 uniform", "skip": "r-skip (online)", "schedule": "r-schedule"}
 

@@ -24,12 +24,12 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from benchmarks._util import machine, peak_rss_mb, timed  # noqa: E402
-from diffsketch_core.backbone import load_backbone  # noqa: E402
-from diffsketch_core.losses import ClipImageEncoder, load_lpips, tiny_clip  # noqa: E402
-from diffsketch_core.sampling import ddim_sample  # noqa: E402
-from diffsketch_core.training import OneShotTrainer, TrainConfig, _slice  # noqa: E402
-from diffsketch_core.conditions import fit_prior, read_captions  # noqa: E402
-from diffsketch_core.features import FeatureBundle  # noqa: E402
+from diffsketch_core.diffusion.backbone import load_backbone  # noqa: E402
+from diffsketch_core.perceptual import ClipImageEncoder, load_lpips, tiny_clip  # noqa: E402
+from diffsketch_core.diffusion.sampling import ddim_sample  # noqa: E402
+from diffsketch_core.style.training import OneShotTrainer, TrainConfig, _slice  # noqa: E402
+from diffsketch_core.style.conditions import fit_prior, read_captions  # noqa: E402
+from diffsketch_core.diffusion.features import FeatureBundle  # noqa: E402
 
 
 def clip_b32_shaped() -> ClipImageEncoder:

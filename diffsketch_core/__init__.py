@@ -1,7 +1,9 @@
-"""DiffSketch Studio core: everything the app does, with no UI code.
+"""DiffSketch Studio core: everything the app does, with no UI code (it never imports gradio).
 
-Modules (one concept each): `backbone` loads Stable Diffusion parts, `features` pulls activations out of
-them, `extractors` holds the classic edge/line extractors, `images` normalises user images.
+One wing per capability: `diffusion` (SD backbones, features, sampling, timesteps), `style` (DiffSketch: generator,
+training, photo -> sketch), `strokes` (SketchKnitter: stroke diffusion, recognizability, rectify/heal),
+`extractors` (HED, PiDiNet, XDoG, Canny). The ground floor holds what wings share: `images`, `errors`,
+`settings`, `jobs`, `metrics`, `checkpoints`, `perceptual` (LPIPS/CLIP), `cli`.
 """
 
 __version__ = "0.1.0"

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
-    from diffsketch_core.backbone import load_backbone
+    from diffsketch_core.diffusion.backbone import load_backbone
 
     return load_backbone("tiny", device="cpu")
 

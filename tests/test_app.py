@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 from conftest import ROOT, ink_mask, requires_shared
 
 import app
+from ui import backbone_panel, classic, common, photo, rectify, strokes, style
 
 
 def req(name):
@@ -16,7 +17,7 @@ def req(name):
 
 @requires_shared
 def test_classic_sketch_on_a_real_photo(photo_path):
-    shown, download, info = app.classic_sketch(str(photo_path), "pidinet", req("classic"))
+    shown, download, info = classic.classic_sketch(str(photo_path), "pidinet", req("classic"))
     assert shown == download and shown.endswith(".png")
     with Image.open(shown) as out, Image.open(photo_path) as src:
         assert out.format == "PNG" and out.size == src.size
@@ -26,17 +27,17 @@ def test_classic_sketch_on_a_real_photo(photo_path):
 
 def test_classic_sketch_on_shipped_example():
     example = ROOT / "assets" / "photos" / "coffee.png"
-    shown, _, _ = app.classic_sketch(str(example), "canny")
+    shown, _, _ = classic.classic_sketch(str(example), "canny")
     assert Image.open(shown).size == Image.open(example).size
 
 
 def test_classic_sketch_errors_are_messages(tmp_path):
     with pytest.raises(gr.Error, match="Upload a photo"):
-        app.classic_sketch(None, "hed")
+        classic.classic_sketch(None, "hed")
     bogus = tmp_path / "bogus.png"
     bogus.write_bytes(b"\x89PNG not really")
     with pytest.raises(gr.Error, match="Could not read"):
-        app.classic_sketch(str(bogus), "hed")
+        classic.classic_sketch(str(bogus), "hed")
 
 
 def test_demo_builds_with_its_tabs():
@@ -46,12 +47,12 @@ def test_demo_builds_with_its_tabs():
 
 
 def test_missing_real_backbone_explains_what_to_set():
-    state, status, style_banner, photo_banner = app.load_backbone_ui("CompVis/stable-diffusion-v1-4", False)
+    state, status, style_banner, photo_banner = backbone_panel.load_backbone_ui("CompVis/stable-diffusion-v1-4", False)
     assert state is None and "DIFFSKETCH_SD_MODEL" in status and "Demo backbone" in style_banner
     with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
-        next(app.train_style("a.png", "b.png", "", 3, None))
+        next(style.train_style("a.png", "b.png", "", 3, None))
     with pytest.raises(gr.Error, match="Needs Stable Diffusion"):
-        app.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
+        photo.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +68,9 @@ def pair_files(tmp_path_factory):
 
 
 def _train(pair_files, session, iterations=3):
-    state, *_ = app.load_backbone_ui("", True)
+    state, *_ = backbone_panel.load_backbone_ui("", True)
     assert state == "tiny"
-    outs = list(app.train_style(*pair_files, "a box", iterations, state, req(session)))
+    outs = list(style.train_style(*pair_files, "a box", iterations, state, req(session)))
     return state, outs
 
 
@@ -80,9 +81,9 @@ def test_demo_training_yields_progress_and_a_downloadable_style(pair_files, tmp_
     assert "Training done after 3 iterations" in status and zipped.endswith(".zip")
     assert any("Iteration 1/3" in o[0] for o in outs)
     # the zip uploads back as a style, in another session
-    folder, msg = app.upload_style(zipped, state, req("bob"))
+    folder, msg = style.upload_style(zipped, state, req("bob"))
     assert "Loaded style" in msg and "bob" in folder
-    gallery, zip_all, note = app.photos_to_sketches([pair_files[0], str(tmp_path / "missing.png")], "Same as photo",
+    gallery, zip_all, note = photo.photos_to_sketches([pair_files[0], str(tmp_path / "missing.png")], "Same as photo",
                                                     1, 0.5, True, folder, state, req("bob"))
     assert len(gallery) == 1 and "Skipped: missing.png" in note
     out = Image.open(gallery[0])
@@ -100,13 +101,13 @@ def test_two_sessions_keep_their_own_styles(pair_files):
 
 @requires_shared
 def test_stop_ends_training_early_keeps_the_style_and_blocks_a_second_start(pair_files):
-    assert app.stop_training(req("stopper")) is not None  # Stop before Start: a message, no error
-    gen = app.train_style(*pair_files, "", 200, "tiny", req("stopper"))
+    assert style.stop_training(req("stopper")) is not None  # Stop before Start: a message, no error
+    gen = style.train_style(*pair_files, "", 200, "tiny", req("stopper"))
     next(gen)  # started
     next(gen)  # first iteration
     with pytest.raises(gr.Error, match="already running"):
-        next(app.train_style(*pair_files, "", 3, "tiny", req("stopper")))
-    assert "Stopping" in app.stop_training(req("stopper"))
+        next(style.train_style(*pair_files, "", 3, "tiny", req("stopper")))
+    assert "Stopping" in style.stop_training(req("stopper"))
     last = list(gen)[-1]
     assert "stopped early" in last[0] and last[3].endswith(".zip")
 
@@ -119,45 +120,45 @@ def test_style_upload_rejects_foreign_files(tmp_path):
         zf.writestr("style.json", "{}")
         zf.writestr("model.pkl", b"\x80\x04")
     with pytest.raises(gr.Error, match="files a style never has"):
-        app.upload_style(str(evil), None, req("u"))
+        style.upload_style(str(evil), None, req("u"))
     not_zip = tmp_path / "x.zip"
     not_zip.write_text("hello")
     with pytest.raises(gr.Error, match="not a zip"):
-        app.upload_style(str(not_zip), None, req("u"))
+        style.upload_style(str(not_zip), None, req("u"))
 
 
 SQUARE_JSON = "[[[100,100],[300,100],[300,300],[100,300],[100,100]], [[100,100],[300,300]]]"
 
 
-@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+@pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")
 def test_draw_strokes_gives_pngs_svg_and_downloads():
-    pngs, html, info, files = app.draw_strokes("apple", 2, "ddim", 1, req("draw"))
+    pngs, html, info, files = strokes.draw_strokes("apple", 2, "ddim", 1, req("draw"))
     assert len(pngs) == 2 and html.count("<svg") == 2 and "30 network evaluations" in info
     assert any(f.endswith(".npz") for f in files) and any(f.endswith(".zip") for f in files)
     with pytest.raises(gr.Error, match="Unknown class"):
-        app.draw_strokes("dragon", 2, "ddim", 1)
+        strokes.draw_strokes("dragon", 2, "ddim", 1)
 
 
-@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+@pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")
 def test_rectify_tab_from_canvas_json_and_errors():
-    before, after, html, info, files = app.rectify_sketch(SQUARE_JSON, None, "auto", "rectify", 0.3, 0.3, 0,
+    before, after, html, info, files = rectify.rectify_sketch(SQUARE_JSON, None, "auto", "rectify", 0.3, 0.3, 0,
                                                         auto_strength=True, request=req("r"))
     assert Image.open(before).size == Image.open(after).size and "<svg" in html and "Rectified as" in info
     assert "Automatic strength" in info
-    _, _, _, info, _ = app.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, request=req("r"))
+    _, _, _, info, _ = rectify.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, request=req("r"))
     assert "Healed as **apple**" in info
     for bad, match in (("[]", "empty"), ("{oops", "not a drawing"), ("[[[5,5]]]", "single dot")):
         with pytest.raises(gr.Error, match=match):
-            app.rectify_sketch(bad, None, "auto", "rectify", 0.5, 0.5, 0)
+            rectify.rectify_sketch(bad, None, "auto", "rectify", 0.5, 0.5, 0)
 
 
-@pytest.mark.skipif(not app.STROKES_READY, reason="no stroke checkpoint")
+@pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")
 def test_rectify_an_uploaded_drawing_and_a_blank_one(tmp_path):
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).ellipse([40, 40, 160, 160], outline=0, width=4)
     img.save(tmp_path / "d.png")
-    _, after, _, info, _ = app.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, request=req("u"))
+    _, after, _, info, _ = rectify.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, request=req("u"))
     assert "Rectified as **apple**" in info
     Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
     with pytest.raises(gr.Error, match="no ink"):
-        app.rectify_sketch("[]", str(tmp_path / "blank.png"), "apple", "rectify", 0.3, 0.0, 0)
+        rectify.rectify_sketch("[]", str(tmp_path / "blank.png"), "apple", "rectify", 0.3, 0.0, 0)

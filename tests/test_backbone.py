@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffsketch_core import settings
-from diffsketch_core.backbone import Backbone, load_backbone
+from diffsketch_core.diffusion.backbone import Backbone, load_backbone
 from diffsketch_core.errors import MissingWeightsError
 
 

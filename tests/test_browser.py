@@ -115,8 +115,8 @@ def test_python_client_runs_classic_sketch(server, tmp_path):
 
 
 def test_generate_strokes_and_see_the_svg(page):
-    import app
-    if not app.STROKES_READY:
+    from ui import common
+    if not common.STROKES_READY:
         pytest.skip("no stroke checkpoint")
     page.get_by_role("tab", name="Draw strokes").click()
     page.get_by_label("DDIM, 30 steps").check()
@@ -126,8 +126,8 @@ def test_generate_strokes_and_see_the_svg(page):
 
 
 def test_draw_two_strokes_on_the_canvas_and_rectify(page):
-    import app
-    if not app.STROKES_READY:
+    from ui import common
+    if not common.STROKES_READY:
         pytest.skip("no stroke checkpoint")
     page.get_by_role("tab", name="Rectify").click()
     canvas = page.locator("#rectify-canvas canvas")

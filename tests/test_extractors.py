@@ -108,4 +108,4 @@ def test_cli_bad_input_exits_2_with_message(tmp_path):
     res = _cli("--method", "canny", str(bad), str(tmp_path / "o.png"))
     assert res.returncode == 2 and "error:" in res.stderr and "Traceback" not in res.stderr
     res = _cli("--method", "sobel", str(bad), str(tmp_path / "o.png"))
-    assert res.returncode == 2 and "Unknown extractor" in res.stderr
+    assert res.returncode == 2 and "invalid choice" in res.stderr

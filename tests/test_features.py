@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
-from diffsketch_core.backbone import _unet_config
-from diffsketch_core.features import DEFAULT_TIMESTEPS, FeatureExtractor, Taps, decoder_taps, vae_decoder_taps
+from diffsketch_core.diffusion.backbone import _unet_config
+from diffsketch_core.diffusion.features import DEFAULT_TIMESTEPS, FeatureExtractor, Taps, decoder_taps, vae_decoder_taps
 
 
 def _inputs(bb, b=1, size=64, seed=0):

@@ -9,7 +9,8 @@ import torch
 from conftest import SHARED
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps, with_pen
 from diffsketch_core.strokes.format import END, LIFT, batch_fixed
-from diffsketch_core.strokes.generate import CHECKPOINTS, DEFAULT_MODEL, generate, load_stroke_model
+from diffsketch_core.strokes.generate import generate
+from diffsketch_core.strokes.loaders import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped stroke model")
 DATA = SHARED / "data" / "quickdraw" / "spg_stroke3"

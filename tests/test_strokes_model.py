@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, sketch_lengths, uniform_timesteps, with_pen
 from diffsketch_core.strokes.format import DRAW, END, LIFT, batch_fixed, polylines_to_stroke3
-from diffsketch_core.strokes.generate import generate, load_stroke_model
+from diffsketch_core.strokes.generate import generate
+from diffsketch_core.strokes.loaders import load_stroke_model
 from diffsketch_core.strokes.model import StrokeDenoiser
 
 CLASSES = ("circle", "line", "zigzag")

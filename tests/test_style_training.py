@@ -6,14 +6,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import requires_shared
-from diffsketch_core.conditions import CDSTConditions, ConditionPrior, cdst_weight, fit_prior, read_captions
+from diffsketch_core.style.conditions import CDSTConditions, ConditionPrior, cdst_weight, fit_prior, read_captions
 from diffsketch_core.errors import BadInputError, MissingWeightsError
-from diffsketch_core.features import FeatureExtractor
-from diffsketch_core.generator import generator_for
-from diffsketch_core.losses import DiffSketchLoss, direction_loss, load_clip, load_lpips, tiny_clip
-from diffsketch_core.photo2sketch import PhotoToSketch
-from diffsketch_core.style import load_style
-from diffsketch_core.training import OneShotTrainer, TrainConfig
+from diffsketch_core.diffusion.features import FeatureExtractor
+from diffsketch_core.style.generator import generator_for
+from diffsketch_core.perceptual import load_clip, load_lpips, tiny_clip
+from diffsketch_core.style.losses import DiffSketchLoss, direction_loss
+from diffsketch_core.style.photo2sketch import PhotoToSketch
+from diffsketch_core.style.store import load_style
+from diffsketch_core.style.training import OneShotTrainer, TrainConfig
 
 FAST = dict(sample_steps=2, gen_batch=2, preview_every=5, timesteps=(61, 501, 941))
 
@@ -65,7 +66,7 @@ def test_every_generator_parameter_gets_a_gradient(tiny_backbone, pair):
 
 
 def test_sd15_generator_matches_reference_widths():
-    from diffsketch_core.generator import SketchGenerator
+    from diffsketch_core.style.generator import SketchGenerator
 
     with torch.device("meta"):
         gen = SketchGenerator(unet_taps=tuple(f"t{i}" for i in range(12)), vae_taps=tuple(f"v{i}" for i in range(14)),
@@ -193,7 +194,7 @@ def test_foreign_or_mismatched_styles_are_refused(tiny_backbone, tmp_path):
     gen = generator_for(tiny_backbone, (61,))
     gen.register_to_config(backbone=dict(tiny_backbone.fingerprint, block_out_channels=[320, 640, 1280, 1280],
                                          source="CompVis/stable-diffusion-v1-4"))
-    from diffsketch_core.style import Style
+    from diffsketch_core.style.store import Style
 
     Style(gen, "", 128).save(tmp_path / "other")
     with pytest.raises(BadInputError, match="different backbone.*stable-diffusion"):
@@ -239,7 +240,7 @@ def _run(*args):
 def test_training_and_photo2sketch_clis(tmp_path, pair):
     pair[0].save(tmp_path / "photo.png")
     pair[1].save(tmp_path / "sketch.png")
-    res = _run("diffsketch_core.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "sketch.png"),
+    res = _run("diffsketch_core.style.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "sketch.png"),
                "--out", str(tmp_path / "style"), "--backbone", "tiny", "--clip", "tiny", "--iterations", "2",
                "--sample-steps", "2", "--gen-batch", "2")
     assert res.returncode == 0, res.stderr
@@ -247,7 +248,7 @@ def test_training_and_photo2sketch_clis(tmp_path, pair):
     photos.mkdir()
     Image.new("RGB", (90, 70), "red").save(photos / "a.png")
     (photos / "broken.jpg").write_bytes(b"nope")
-    res = _run("diffsketch_core.photo2sketch", "--style", str(tmp_path / "style"), "--backbone", "tiny",
+    res = _run("diffsketch_core.style.photo2sketch", "--style", str(tmp_path / "style"), "--backbone", "tiny",
                str(photos), str(tmp_path / "out"))
     assert res.returncode == 2 and "broken.jpg" in res.stderr  # one bad photo reported, the rest done
     assert Image.open(tmp_path / "out" / "a.png").size == (90, 70)
@@ -255,6 +256,6 @@ def test_training_and_photo2sketch_clis(tmp_path, pair):
 
 def test_training_cli_offline_without_sd_weights(tmp_path, pair):
     pair[0].save(tmp_path / "photo.png")
-    res = _run("diffsketch_core.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "photo.png"),
+    res = _run("diffsketch_core.style.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "photo.png"),
                "--out", str(tmp_path / "style"), "--backbone", "CompVis/stable-diffusion-v1-4")
     assert res.returncode == 2 and "DIFFSKETCH_SD_MODEL" in res.stderr and "Traceback" not in res.stderr

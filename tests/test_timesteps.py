@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 from diffsketch_core.errors import BadInputError
-from diffsketch_core.timesteps import collect, read_timesteps, select
+from diffsketch_core.diffusion.timesteps import collect, read_timesteps, select
 
 
 def test_collect_pools_every_grid_step(tiny_backbone):
@@ -32,7 +32,7 @@ def test_select_finds_planted_timestep_groups():
 
 def test_cli_writes_json_the_trainer_reads(tmp_path):
     out = tmp_path / "ts.json"
-    res = subprocess.run([sys.executable, "-m", "diffsketch_core.timesteps", "--backbone", "tiny", "--images", "2",
+    res = subprocess.run([sys.executable, "-m", "diffsketch_core.diffusion.timesteps", "--backbone", "tiny", "--images", "2",
                           "--steps", "10", "--k-min", "2", "--k-max", "4", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

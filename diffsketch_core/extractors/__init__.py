@@ -28,12 +28,25 @@ EXTRACTORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
 }
 METHODS = tuple(EXTRACTORS)
 DEFAULT_RESOLUTION = 768
+# what each extractor needs before it can run; XDoG and Canny need nothing
+_NEEDS: dict[str, Callable[[], str | None]] = {"hed": hed.needs, "pidinet": pidinet.needs}
 
 
 @dataclass
 class Sketch:
     image: Image.Image  # mode "L", 255 = paper
     notes: list[str] = field(default_factory=list)
+
+
+def needs(method: str) -> str | None:
+    """None when `method` can run on this machine now, without a download; otherwise the sentence that says
+    what it needs (and which setting provides it)."""
+    check = _NEEDS.get(method)
+    return check() if check is not None else None
+
+
+def ready_methods() -> list[str]:
+    return [m for m in METHODS if needs(m) is None]
 
 
 def extract_sketch(image: ImageLike, method: str = "hed", resolution: int | None = DEFAULT_RESOLUTION) -> Sketch:

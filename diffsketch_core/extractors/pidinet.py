@@ -26,6 +26,23 @@ def _where() -> str:
     return str(folder)
 
 
+def needs() -> str | None:
+    """None when the weights are on this machine (weights folder or the hub cache)."""
+    try:
+        where = _where()
+    except MissingWeightsError as exc:
+        return str(exc)
+    if where != HUB_REPO:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(HUB_REPO, WEIGHTS_FILE), str):
+        return None
+    return (f"PiDiNet needs {WEIGHTS_FILE}: set {settings.WEIGHTS_DIR_ENV} to a folder containing "
+            f"pidinet/{WEIGHTS_FILE}" + ("." if settings.hub_offline() else
+                                         f", or let it download from the hub ({HUB_REPO}) at first use."))
+
+
 @functools.lru_cache(maxsize=2)
 def _load(where: str):
     from controlnet_aux import PidiNetDetector  # slow import (timm); only when PiDiNet is used

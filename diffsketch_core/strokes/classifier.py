@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .. import cli
 from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError
 from .format import random_affine
@@ -125,23 +125,17 @@ def train(out: Path, epochs: int = 12, batch: int = 128, lr: float = 2e-3, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.strokes.classifier", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("diffsketch_core.strokes.classifier", __doc__)
     p.add_argument("--out", type=Path, default=Path("checkpoints/sketch_classifier"))
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        train(args.out, args.epochs, args.batch, args.lr)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(p, _train, argv)
+
+
+def _train(args: argparse.Namespace) -> None:
+    train(args.out, args.epochs, args.batch, args.lr)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,22 +5,19 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import BadInputError, DiffSketchError
+from ..errors import BadInputError
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, uniform_timesteps
 from .format import from_fixed
+from .loaders import load_recognizability, load_stroke_model, resolve_class
 from .model import StrokeDenoiser
+from .recognizability import skip_sample
 
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
-DEFAULT_MODEL = CHECKPOINTS / "stroke_diffusion"
-DEFAULT_RECOGNIZABILITY = CHECKPOINTS / "recognizability"
 MAX_SKETCHES = 256
 SAMPLERS = ("skip", "schedule", "ddim", "ddpm")
 
@@ -32,37 +29,6 @@ class Generation:
     nfe: int  # network evaluations per sketch
     seconds: float
     sampler: str
-
-
-@functools.lru_cache(maxsize=4)
-def load_stroke_model(path: str | Path = DEFAULT_MODEL) -> StrokeDenoiser:
-    try:
-        model = StrokeDenoiser.from_pretrained(str(path), torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise DiffSketchError(f"{path} is not a stroke-diffusion checkpoint ({exc}).") from None
-    return model.eval().requires_grad_(False)
-
-
-@functools.lru_cache(maxsize=4)
-def load_recognizability(path: str | Path = DEFAULT_RECOGNIZABILITY):
-    from .recognizability import RecognizabilityNet
-
-    try:
-        net = RecognizabilityNet.from_pretrained(str(path), torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise DiffSketchError(f"{path} is not a recognizability checkpoint ({exc}); the 'skip' and 'schedule' "
-                              "samplers need one (python -m diffsketch_core.strokes.recognizability).") from None
-    return net.eval().requires_grad_(False)
-
-
-def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:
-    if class_name is None or class_name == "" or str(class_name).lower() == "any":
-        return model.null_class
-    names = list(model.config.class_names)
-    key = str(class_name).strip().lower().replace(" ", "_")
-    if key not in names:
-        raise BadInputError(f"Unknown class {class_name!r}; choose one of: {', '.join(names)} (or none for any).")
-    return names.index(key)
 
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
@@ -85,8 +51,6 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
     labels = torch.tensor(ids)
     start = time.perf_counter()
     if sampler in ("skip", "schedule"):
-        from .recognizability import skip_sample
-
         h = recognizability or load_recognizability()
         if sampler == "skip":
             res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed)

@@ -11,18 +11,12 @@ Samplers:
 - precomputed: `schedule_from_curve` spends a budget of S steps where the mean r(t) curve changes (inverse CDF
   of |dr/dt| mixed with a uniform floor), written into h_phi's config so sampling needs no extra network.
 
-Train: python -m diffsketch_core.strokes.recognizability --out checkpoints/recognizability
+Train: python -m diffsketch_core.strokes.fit_recognizability --out checkpoints/recognizability
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import json
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +25,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..checkpoints import save_fp16
-from ..errors import DiffSketchError
 from .classifier import SketchClassifier
 from .diffusion import GUIDANCE_INTERVAL, SampleResult, StrokeDiffusion
 from .format import from_fixed
@@ -158,53 +150,3 @@ def fit(h: RecognizabilityNet, data: list[Trajectories], epochs: int = 8, batch:
             opt.step()
         log(f"epoch {epoch + 1}/{epochs}: BCE {loss.item():.4f}")
     return float(loss.detach())
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .classifier import load_classifier
-    from .generate import DEFAULT_MODEL, load_stroke_model
-
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.strokes.recognizability", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(DEFAULT_MODEL))
-    p.add_argument("--classifier", default="checkpoints/sketch_classifier")
-    p.add_argument("--out", default="checkpoints/recognizability")
-    p.add_argument("--batches", type=int, default=8, help="trajectory batches (each: one sketch per class x per-class)")
-    p.add_argument("--per-class", type=int, default=2)
-    p.add_argument("--every", type=int, default=10)
-    p.add_argument("--schedule-steps", type=int, default=6, help="length of the precomputed schedule")
-    p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--guidance-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"))
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        model, clf = load_stroke_model(args.model), load_classifier(args.classifier)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    start = time.time()
-    labels = torch.arange(model.num_classes).repeat_interleave(args.per_class)
-    data = []
-    for b in range(args.batches):
-        data.append(record_trajectories(model, clf, labels, args.every, seed=1000 + b, guidance=args.guidance,
-                                        guidance_interval=tuple(args.guidance_interval)))
-        print(f"trajectories {b + 1}/{args.batches}: final recognition {data[-1].curve[-1]:.3f} ({time.time() - start:.0f} s)")
-    curve_t, curve_r = data[0].t, np.mean([d.curve for d in data], 0)
-    schedule = schedule_from_curve(curve_t, curve_r, args.schedule_steps)
-    h = RecognizabilityNet(curve_t=tuple(int(v) for v in curve_t), curve_r=tuple(float(v) for v in curve_r),
-                           schedule=tuple(schedule))
-    final = fit(h, data, args.epochs)
-    save_fp16(h, args.out)
-    report = {"model": os.path.relpath(args.model), "trajectories": len(labels) * args.batches, "every": args.every,
-              "guidance": args.guidance, "guidance_interval": args.guidance_interval, "final_bce": final,
-              "final_recognition": float(curve_r[-1]), "schedule": schedule, "seconds": round(time.time() - start)}
-    (Path(args.out) / "training.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 from .classifier import SketchClassifier
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, with_pen
+from .loaders import resolve_class
 from .format import drop_dots, fit_length, from_fixed, polylines_to_stroke3, to_fixed, validate_stroke3
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, soft_render
@@ -133,7 +134,7 @@ class Perceptual:
     def __init__(self, kind: str, classifier: SketchClassifier | None = None):
         self.kind = kind
         if kind == "lpips":
-            from ..losses import load_lpips
+            from ..perceptual import load_lpips
             self.net = load_lpips()
         elif kind == "classifier":
             if classifier is None:
@@ -211,7 +212,6 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
 def _resolve_labels(model: StrokeDenoiser, classifier, class_names: list[str | None],
                     probs: np.ndarray | None) -> tuple[list[int], list[list[str]]]:
     """The given class per sketch, or the classifier's guess from its `probs` (said in a note), or unconditional."""
-    from .generate import resolve_class
 
     labels, notes = [resolve_class(model, c) if c else None for c in class_names], [[] for _ in class_names]
     for i in [i for i, k in enumerate(labels) if k is None]:

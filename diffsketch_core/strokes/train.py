@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import cli
 from ..checkpoints import save_fp16
-from ..errors import DiffSketchError
 from .data import load_split
 from .diffusion import PEN_LOSS_WEIGHT, StrokeDiffusion, uniform_timesteps
 from .format import batch_fixed, from_fixed, offset_scale
@@ -198,8 +197,7 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.strokes.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("diffsketch_core.strokes.train", __doc__)
     p.add_argument("--run", default="runs/strokes", help="folder with the resumable training state")
     p.add_argument("--out", default="checkpoints/stroke_diffusion", help="where the fp16 EMA model is exported")
     p.add_argument("--init-from", default=None, help="warm start from a saved model when the run is new")
@@ -221,17 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        Trainer(args).fit()
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(p, _fit, argv)
+
+
+def _fit(args: argparse.Namespace) -> None:
+    Trainer(args).fit()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

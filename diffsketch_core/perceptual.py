@@ -1,19 +1,11 @@
-"""DiffSketch's training losses, with CLIP used the way CLIP expects (the official code does neither):
-
-  on the example:  15 * LPIPS-alex(S_rec, S_ex) + 30 * L1(S_rec, S_ex) + 30 * (1 - cos(E(S_rec), E(S_ex)))
-  per sample i:    1 * L_across + 1 * L_within, CLIP-space directional losses (StyleGAN-NADA / Mind-the-Gap):
-                   L_across = 1 - cos(E(S_i) - E(I_i), E(S_ex) - E(I_ex))   (image->sketch direction)
-                   L_within = 1 - cos(E(S_i) - E(S_ex), E(I_i) - E(I_ex))   (sketch change follows image change)
-
-E is CLIP's image encoder (+ projection) on CLIP's own preprocessing (resize, centre crop, CLIP mean/std),
-L2-normalised. A zero direction (sample == example) contributes 0, not an undefined cosine.
-Sketches are (B, 1, H, W) in [0, 1]; images (B, 3, H, W) in [0, 1].
-"""
+"""Pretrained perceptual networks shared by the style and strokes wings: CLIP's image tower (with CLIP's own
+differentiable preprocessing and L2-normalised embeddings) and LPIPS(alex). Each loads from a hub id, a local
+directory or the weights folder, and fails with a message naming the setting when it cannot."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +18,6 @@ CLIP_MODEL_ENV = "DIFFSKETCH_CLIP_MODEL"
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass
-class LossWeights:
-    lpips: float = 15.0
-    l1: float = 30.0
-    clip: float = 30.0
-    across: float = 1.0
-    within: float = 1.0
 
 
 class ClipImageEncoder(nn.Module):
@@ -90,6 +73,24 @@ def tiny_clip(seed: int = 0) -> ClipImageEncoder:
         return ClipImageEncoder(CLIPVisionModelWithProjection(cfg))
 
 
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet, which lpips loads when no weights folder is set
+
+
+def lpips_needs() -> str | None:
+    """None when LPIPS(alex) can load here without a download; otherwise what to set."""
+    try:
+        root = settings.weights_dir()
+    except MissingWeightsError as exc:
+        return str(exc)
+    if root is not None:
+        path = root / "lpips" / "alexnet_features.safetensors"
+        return None if path.is_file() else f"LPIPS AlexNet weights not found at {path} ({settings.WEIGHTS_DIR_ENV})."
+    if (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE).is_file():
+        return None
+    return (f"LPIPS needs AlexNet weights: set {settings.WEIGHTS_DIR_ENV} to a folder with "
+            "lpips/alexnet_features.safetensors (torchvision downloads them at first use when online).")
+
+
 def load_lpips(device: str | torch.device = "cpu") -> nn.Module:
     """LPIPS(alex) v0.1: linear heads from the lpips package, AlexNet convs from the weights directory
     (lpips/alexnet_features.safetensors); without a weights dir torchvision's download is tried and a failure
@@ -116,34 +117,3 @@ def load_lpips(device: str | torch.device = "cpu") -> nn.Module:
     if missing.unexpected_keys:
         raise MissingWeightsError(f"{path} does not hold AlexNet feature weights ({missing.unexpected_keys[:3]}).")
     return model.eval().requires_grad_(False).to(device)
-
-
-def direction_loss(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Mean of 1 - cos(a, b) over rows; rows where either direction is zero contribute 0."""
-    na, nb = a.norm(dim=-1), b.norm(dim=-1)
-    valid = (na > eps) & (nb > eps)
-    cos = (a * b).sum(-1) / (na * nb).clamp_min(eps)
-    return torch.where(valid, 1 - cos, torch.zeros_like(cos)).mean()
-
-
-class DiffSketchLoss(nn.Module):
-    def __init__(self, clip: ClipImageEncoder, lpips_model: nn.Module | None, weights: LossWeights = LossWeights()):
-        super().__init__()
-        self.clip, self.lpips, self.w = clip, lpips_model, weights
-
-    def embed_example(self, sketch: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            return self.clip(sketch), self.clip(image)
-
-    def forward(self, s_rec: torch.Tensor, s_ex: torch.Tensor, e_s_ex: torch.Tensor, e_i_ex: torch.Tensor,
-                s_i: torch.Tensor | None = None, i_i: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        parts = {"l1": F.l1_loss(s_rec, s_ex), "clip": direction_loss(self.clip(s_rec), e_s_ex.expand(len(s_rec), -1))}
-        if self.lpips is not None:
-            to_pm1 = lambda s: (s * 2 - 1).expand(-1, 3, -1, -1)  # noqa: E731 (LPIPS takes [-1, 1] RGB)
-            parts["lpips"] = self.lpips(to_pm1(s_rec), to_pm1(s_ex)).mean()
-        if s_i is not None and i_i is not None:
-            e_s, e_i = self.clip(s_i), self.clip(i_i)
-            parts["across"] = direction_loss(e_s - e_i, (e_s_ex - e_i_ex).expand_as(e_s))
-            parts["within"] = direction_loss(e_s - e_s_ex, e_i - e_i_ex)
-        parts["total"] = sum(getattr(self.w, k) * v for k, v in parts.items())
-        return parts

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .backbone import Backbone
+from ..diffusion.backbone import Backbone
 
-CAPTIONS = Path(__file__).resolve().parents[1] / "assets" / "captions.txt"
+CAPTIONS = Path(__file__).resolve().parents[2] / "assets" / "captions.txt"
 CACHE_ENV = "DIFFSKETCH_CACHE"
 
 

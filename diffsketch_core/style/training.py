@@ -9,13 +9,12 @@ Per iteration (DiffSketch section 5 with DESIGN.md's fixes and speed plan):
 A progress callback receives TrainEvents (every iteration; previews every `preview_every`); a cancel flag
 (anything with is_set(), e.g. threading.Event) is checked before each iteration, so Stop takes effect within one.
 
-CLI: python -m diffsketch_core.training --photo p.jpg --sketch s.png --out styles/mine [--backbone tiny]
+CLI: python -m diffsketch_core.style.training --photo p.jpg --sketch s.png --out styles/mine [--backbone tiny]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
@@ -24,16 +23,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backbone import Backbone, load_backbone
+from .. import cli
+from ..diffusion.backbone import Backbone, load_backbone
 from .conditions import CDSTConditions, ConditionPrior, prior_for
-from .errors import BadInputError, DiffSketchError
-from .features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
+from ..errors import BadInputError
+from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
 from .generator import SketchGenerator, generator_for
-from .images import ImageLike, load_image
-from .losses import ClipImageEncoder, DiffSketchLoss, LossWeights, load_clip, load_lpips
-from .sampling import ddim_sample
+from ..images import ImageLike, load_image
+from ..perceptual import ClipImageEncoder, load_clip, load_lpips
+from .losses import DiffSketchLoss, LossWeights
+from ..diffusion.sampling import ddim_sample
+from ..diffusion.timesteps import read_timesteps
 from .sketches import load_sketch
-from .style import Style
+from .store import Style
 
 MIN_SIDE = 64
 
@@ -174,9 +176,8 @@ class OneShotTrainer:
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.training", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.style.training", __doc__)
     p.add_argument("--photo", required=True)
     p.add_argument("--sketch", required=True)
     p.add_argument("--out", required=True, help="style folder to write")
@@ -188,32 +189,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--gen-batch", type=int, default=4)
-    p.add_argument("--timesteps", default=None, help="JSON file written by diffsketch_core.timesteps")
-    args = p.parse_args(argv)
-    try:
-        bb = load_backbone(args.backbone)
-        cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
-                          resolution=args.resolution, sample_steps=args.sample_steps,
-                          gen_batch=args.gen_batch)
-        if args.timesteps:
-            from .timesteps import read_timesteps
-            cfg.timesteps = read_timesteps(args.timesteps)
-        trainer = OneShotTrainer(bb, args.photo, args.sketch, args.caption, cfg, clip=load_clip(args.clip, bb.device))
-        for note in trainer.notes:
-            print(f"note: {note}", file=sys.stderr)
+    p.add_argument("--timesteps", default=None, help="JSON file written by diffsketch_core.diffusion.timesteps")
+    return p
 
-        def report(e: TrainEvent) -> None:
-            if e.kind in ("preview", "done", "cancelled"):
-                loss = f" loss {e.losses['total']:.4f}" if e.losses else ""
-                print(f"[{e.iteration}/{e.total}] {e.kind}{loss} ({e.seconds:.0f} s)", flush=True)
 
-        trainer.run(report).save(args.out)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _report(e: TrainEvent) -> None:
+    if e.kind in ("preview", "done", "cancelled"):
+        loss = f" loss {e.losses['total']:.4f}" if e.losses else ""
+        cli.progress(e.iteration, e.total, f"{e.kind}{loss}", e.seconds)
+
+
+def _main(args: argparse.Namespace) -> int:
+    bb = load_backbone(args.backbone)
+    cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
+                      resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch)
+    if args.timesteps:
+        cfg.timesteps = read_timesteps(args.timesteps)
+    trainer = OneShotTrainer(bb, args.photo, args.sketch, args.caption, cfg, clip=load_clip(args.clip, bb.device))
+    for note in trainer.notes:
+        cli.note(note)
+    trainer.run(_report).save(args.out)
     print(args.out)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

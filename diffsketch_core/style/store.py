@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .backbone import Backbone
-from .errors import BadInputError
+from ..diffusion.backbone import Backbone
+from ..errors import BadInputError
 from .generator import SketchGenerator
 
 STYLE_FORMAT = "diffsketch-style"

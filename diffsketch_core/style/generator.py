@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .features import FeatureBundle
+from ..diffusion.features import FeatureBundle
 
 
 def _gn(channels: int, groups: int) -> nn.GroupNorm:
@@ -158,7 +158,7 @@ class SketchGenerator(ModelMixin, ConfigMixin):
 def generator_for(backbone, timesteps, features: FeatureBundle | None = None, **overrides) -> SketchGenerator:
     """A generator sized for `backbone`: tap names and widths read off the models, projection widths scaled
     down for small (test) backbones so GroupNorm and memory stay sensible."""
-    from .features import decoder_taps, vae_decoder_taps
+    from ..diffusion.features import decoder_taps, vae_decoder_taps
 
     unet, vae = backbone.unet, backbone.vae
     unet_taps = decoder_taps(unet)

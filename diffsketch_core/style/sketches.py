@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .errors import BadInputError
-from .images import ImageLike, load_image
+from ..errors import BadInputError
+from ..images import ImageLike, load_image
 
 BLANK_STD = 1.5  # grey levels: below this the "sketch" is a flat sheet
 

@@ -18,8 +18,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from . import settings
-from .errors import MissingWeightsError
+from .. import settings
+from ..errors import MissingWeightsError
 
 TINY = "tiny"
 SD15_SHAPED = "sd15-shaped"

@@ -6,22 +6,22 @@ range, scored by silhouette, Davies-Bouldin and Calinski-Harabasz. The chosen k 
 gives k clusters; each cluster centre maps to the grid timestep whose mean vector lies nearest to it. The set is
 written as JSON that the trainer accepts (`--timesteps`).
 
-CLI: python -m diffsketch_core.timesteps --images 100 --out timesteps.json [--backbone tiny] [--k 13]
+CLI: python -m diffsketch_core.diffusion.timesteps --images 100 --out timesteps.json [--backbone tiny] [--k 13]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import cli
 from .backbone import Backbone, load_backbone
-from .errors import BadInputError, DiffSketchError
+from ..errors import BadInputError
 from .features import Taps, decoder_taps
 from .sampling import ddim_sample
 
@@ -92,9 +92,8 @@ def read_timesteps(path: str | Path) -> tuple[int, ...]:
     return ts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.timesteps", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.diffusion.timesteps", __doc__)
     p.add_argument("--backbone", default=None)
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--steps", type=int, default=50)
@@ -104,19 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    try:
-        bb = load_backbone(args.backbone)
-        vectors, grid = collect(bb, args.images, args.steps, batch=args.batch, seed=args.seed)
-        result = select(vectors, grid, range(args.k_min, args.k_max + 1), args.k, seed=args.seed)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
+    bb = load_backbone(args.backbone)
+    vectors, grid = collect(bb, args.images, args.steps, batch=args.batch, seed=args.seed)
+    result = select(vectors, grid, range(args.k_min, args.k_max + 1), args.k, seed=args.seed)
     result |= {"images": args.images, "steps": args.steps, "backbone": bb.fingerprint}
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"k = {result['k']}: timesteps {result['timesteps']} -> {args.out}")
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -3,13 +3,12 @@
 The photo goes through the same noise-and-extract path the style was trained on, at the style's square
 resolution (stretched, as in training), and the sketch comes back at the photo's own size.
 
-CLI: python -m diffsketch_core.photo2sketch --style styles/mine photos/ out/   (a folder or single files)
+CLI: python -m diffsketch_core.style.photo2sketch --style styles/mine photos/ out/   (a folder or single files)
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backbone import Backbone, load_backbone
-from .errors import BadInputError, DiffSketchError
-from .features import FeatureExtractor, image_to_tensor
-from .images import ImageLike, load_image
-from .style import Style, load_style
+from .. import cli
+from ..diffusion.backbone import Backbone, load_backbone
+from ..errors import BadInputError, DiffSketchError
+from ..diffusion.features import FeatureExtractor, image_to_tensor
+from ..images import ImageLike, load_image
+from .store import Style, load_style
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -88,39 +88,41 @@ def list_photos(paths: list[str]) -> list[Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsketch_core.photo2sketch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--style", required=True, help="style folder from diffsketch_core.training")
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.style.photo2sketch", __doc__)
+    p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.training")
     p.add_argument("--backbone", default=None, help="hub id, local dir or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
     p.add_argument("--caption", default=None)
     p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
     if len(args.inputs) < 2:
-        p.error("give at least one photo (or folder) and an output folder")
+        raise BadInputError("give at least one photo (or folder) and an output folder")
     *sources, out_dir = args.inputs
-    failures = 0
-    try:
-        bb = load_backbone(args.backbone)
-        model = PhotoToSketch(load_style(args.style, bb), bb, args.caption)
-        photos = list_photos(sources)
-    except DiffSketchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    bb = load_backbone(args.backbone)
+    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption)
+    photos = list_photos(sources)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    failures = 0
     for photo in photos:
         try:
             result = model(photo)
         except DiffSketchError as exc:  # one bad photo does not stop the folder
-            print(f"error: {photo}: {exc}", file=sys.stderr)
+            cli.error(f"{photo}: {exc}")
             failures += 1
             continue
         target = out / f"{photo.stem}.png"
         result.sketch.save(target)
         print(target)
-    return 2 if failures else 0
+    return cli.EXIT_BAD_INPUT if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""The style wing (DiffSketch): the generator, CDST conditions, losses, the one-shot trainer, style save/load and
+photo -> sketch."""

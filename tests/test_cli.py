@@ -1,0 +1,51 @@
+"""Every `python -m` entry point: --help works, and a bad argument gives exit status 2 with an `error:` line."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+COMMANDS = ["diffsketch_core.extractors", "diffsketch_core.style.training", "diffsketch_core.style.photo2sketch",
+            "diffsketch_core.diffusion.timesteps", "diffsketch_core.strokes.classifier", "diffsketch_core.strokes.train",
+            "diffsketch_core.strokes.fit_recognizability"]
+
+
+def _main(name):
+    module = importlib.import_module(name + ".__main__" if name.endswith("extractors") else name)
+    return module.main
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_and_a_bad_argument(name, capsys):
+    main = _main(name)
+    assert main(["--help"]) == 0
+    assert f"python -m {name}" in capsys.readouterr().out
+    assert main(["--no-such-flag"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_threads_must_be_positive(name, capsys):
+    assert _main(name)(["--threads", "0"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_a_diffsketch_error_is_one_error_line_and_exit_2(tmp_path):
+    """Through the real `python -m` entry: a missing photo is the user's input, not a traceback."""
+    out = subprocess.run([sys.executable, "-m", "diffsketch_core.extractors", "--method", "canny",
+                          str(tmp_path / "missing.png"), str(tmp_path / "out.png")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_every_command_runs_as_a_module():
+    """`python -m X --no-such-flag` for all of them at once (parallel processes: imports dominate)."""
+    procs = [subprocess.Popen([sys.executable, "-m", n, "--no-such-flag"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in COMMANDS]
+    for name, p in zip(COMMANDS, procs):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2 and "error:" in err, (name, err[-500:])

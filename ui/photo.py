@@ -1,0 +1,82 @@
+"""Photo -> Sketch: many photos at once in the loaded style; size, line weight, threshold, transparency, zip."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+
+from diffsketch_core.errors import DiffSketchError
+from diffsketch_core.style.photo2sketch import PhotoToSketch, finish
+from diffsketch_core.style.store import load_style
+
+from . import common
+from .common import GPU, NEEDS_WEIGHTS, fail, user_dir
+
+SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
+
+
+def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, transparent):
+    img = model(path).sketch
+    if SIZES.get(size):
+        s = SIZES[size] / max(img.size)
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
+    return finish(img, int(line_weight), threshold if threshold > 0 else None, bool(transparent))
+
+
+@GPU(duration=120)
+def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
+                       request: gr.Request | None = None, progress=gr.Progress()):
+    if source is None:
+        raise gr.Error(NEEDS_WEIGHTS)
+    if not style_dir:
+        raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
+    if not files:
+        raise gr.Error("Upload one or more photos.")
+    try:
+        bb = common.backbone(source)
+        model = PhotoToSketch(load_style(style_dir, bb), bb)
+    except DiffSketchError as exc:
+        raise fail(exc) from None
+    out_dir = user_dir(request) / f"sketches-{time.time_ns()}"
+    out_dir.mkdir()
+    outputs, problems = [], []
+    for path in progress.tqdm(files, desc="Sketching"):
+        path = Path(path)
+        try:
+            img = _styled(model, path, size, line_weight, threshold, transparent)
+        except DiffSketchError as exc:
+            problems.append(f"{path.name}: {exc}")
+            continue
+        target = out_dir / f"{path.stem}-sketch.png"
+        img.save(target)
+        outputs.append(str(target))
+    if not outputs:
+        raise gr.Error("No photo could be sketched: " + "; ".join(problems))
+    zipped = out_dir.with_suffix(".zip")
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for o in outputs:
+            zf.write(o, Path(o).name)
+    note = f"{len(outputs)} sketch(es)." + (" Skipped: " + "; ".join(problems) if problems else "")
+    return outputs, str(zipped), note
+
+
+def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
+    banner = gr.Markdown(NEEDS_WEIGHTS)
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label="Photos", file_count="multiple", file_types=["image"])
+            size = gr.Radio(list(SIZES), value="Same as photo", label="Output size")
+            weight = gr.Slider(-2, 3, value=0, step=1, label="Line weight (px thinner / thicker)")
+            threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold (0 = keep grey tones)")
+            transparent = gr.Checkbox(False, label="Transparent background")
+            run = gr.Button("Sketch photos", variant="primary")
+        with gr.Column():
+            gallery = gr.Gallery(label="Sketches", format="png", columns=2)
+            download = gr.DownloadButton("Download all (.zip)")
+            note = gr.Markdown()
+    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone],
+              [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
+    return banner
