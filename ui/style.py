@@ -14,7 +14,8 @@ from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
-from diffsketch_core.style.store import load_style, pack_style, unpack_style
+from diffsketch_core.style.archive import pack_style, unpack_style
+from diffsketch_core.style.store import load_style
 from diffsketch_core.style.training import OneShotTrainer, TrainConfig, TrainEvent
 
 from . import common
