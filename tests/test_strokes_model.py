@@ -203,3 +203,71 @@ def test_training_cli_resumes_and_exports_fp16_with_exact_gelu(tmp_path):
     assert {v.dtype for v in weights.values()} == {torch.float16}
     report = json.loads((tmp_path / "out" / "training.json").read_text())
     assert report["steps"] == 4 and [r["step"] for r in report["history"]] == [1, 2]  # the log survives the resume
+
+
+def _segments(s):
+    """The drawing as a set of undirected segments, up to translation (what augmentation must not change)."""
+    from diffsketch_core.strokes.format import stroke3_to_polylines
+    polys = stroke3_to_polylines(s)
+    lo = np.concatenate(polys).min(0)
+    return {frozenset(map(tuple, np.round(p[k:k + 2] - lo, 3))) for p in polys for k in range(len(p) - 1)}
+
+
+def test_reorder_changes_the_sequence_not_the_drawing():
+    from diffsketch_core.strokes.train import reorder
+    s = polylines_to_stroke3([np.array([[0, 0], [10, 0], [10, 5]]), np.array([[20, 20], [30, 25]]),
+                              np.array([[-5, 3], [-5, 9], [0, 12]])])
+    s[:, :2] -= np.r_[s[:1, :2], np.zeros((len(s) - 1, 2))]  # first point at the origin, as in the data
+    rng = np.random.default_rng(0)
+    outs = [reorder(s, rng, permute=1.0, reverse=0.5) for _ in range(8)]
+    assert all(_segments(o) == _segments(s) and len(o) == len(s) and (o[0, :2] == 0).all() for o in outs)
+    assert any(not np.array_equal(o, s) for o in outs)  # the sequences do change
+    assert np.array_equal(reorder(s, rng), s)  # no augmentation asked, none done
+
+
+def test_length_buckets_are_equal_sized_groups_of_similar_length():
+    from diffsketch_core.strokes.train import length_buckets
+    lengths = np.random.default_rng(0).integers(5, 96, 100)
+    buckets = length_buckets(lengths, 4)
+    assert [len(b) for b in buckets] == [25] * 4 and sorted(np.concatenate(buckets)) == list(range(100))
+    assert all(lengths[a].max() <= lengths[b].min() for a, b in zip(buckets, buckets[1:]))
+
+
+def _toy_data(folder):
+    from diffsketch_core.strokes.format import save_npz
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for name in ("circle", "zigzag"):
+        sketches = []
+        for _ in range(12):
+            n = int(rng.integers(4, 20))
+            pts = np.cumsum(rng.normal(0, 10, (n, 2)), 0)
+            s = polylines_to_stroke3([pts[: n // 2], pts[n // 2:]])
+            s[0, :2] = 0
+            sketches.append(np.round(s))
+        save_npz(folder / f"{name}.npz", sketches, "train")
+
+
+def test_training_runs_under_accelerate_with_two_cpu_processes(tmp_path):
+    """DDP across 2 CPU processes (gloo): both step together to the end, the main one saves, with every
+    augmentation (stroke order, direction, length buckets) switched on."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    _toy_data(tmp_path / "data")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DIFFSKETCH_QUICKDRAW_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--main_process_port", str(port), "-m", "diffsketch_core.strokes.train", "--run", str(tmp_path / "run"),
+           "--out", str(tmp_path / "out"), "--classifier", str(tmp_path / "none"), "--d-model", "32", "--layers", "1",
+           "--heads", "2", "--max-len", "24", "--batch", "4", "--max-steps", "3", "--eval-every", "2",
+           "--permute", "1", "--reverse", "0.5", "--buckets", "2", "--threads", "1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 3
+    report = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert report["processes"] == 2 and report["augmentation"] == {"permute": 1.0, "reverse": 0.5, "buckets": 2}
+    assert StrokeDenoiser.from_pretrained(str(tmp_path / "out")).config.max_len == 24

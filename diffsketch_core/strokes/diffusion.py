@@ -70,14 +70,15 @@ class StrokeDiffusion:
 
     def training_loss(self, model: StrokeDenoiser, offsets: torch.Tensor, pen: torch.Tensor, labels: torch.Tensor,
                       p_uncond: float = 0.1, generator: torch.Generator | None = None,
-                      pen_weight: float = PEN_LOSS_WEIGHT) -> dict[str, torch.Tensor]:
+                      pen_weight: float = PEN_LOSS_WEIGHT, forward=None) -> dict[str, torch.Tensor]:
+        """forward: what computes the network (default `model`; a DDP wrapper of it in distributed training)."""
         b = offsets.shape[0]
         t = torch.randint(0, self.T, (b,), generator=generator, device=offsets.device)
         x0 = with_pen(model, offsets, pen)
         noise = torch.randn(x0.shape, generator=generator, device=offsets.device)
         drop = torch.rand(b, generator=generator, device=offsets.device) < p_uncond
         labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
-        eps, logits = model(self.q_sample(x0, t, noise), t, labels)
+        eps, logits = (forward or model)(self.q_sample(x0, t, noise), t, labels)
         mse = F.mse_loss(eps, noise)
         ce = F.cross_entropy(logits.reshape(-1, 3), pen.reshape(-1))
         return {"loss": mse + pen_weight * ce, "mse": mse.detach(), "ce": ce.detach()}

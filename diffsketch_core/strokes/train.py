@@ -7,6 +7,18 @@ same command again to continue. `--init-from` warm-starts a new run from a saved
 checkpoint) when no run state exists. Every `--eval-every` steps the EMA model draws a few sketches per class
 and the project's classifier scores them: recognition is what we watch, not only the loss. The EMA weights are
 exported to `--out` as fp16 safetensors at each evaluation.
+
+Augmentation that changes the sequence but not the drawing (`--permute`, `--reverse`: stroke order permutation and
+stroke direction reversal, per sketch with that probability) comes on top of a random rotation / scale.
+`--buckets K` groups the training sketches into K equal-sized length buckets and crops each batch to its bucket's
+longest sketch (+1 END row), so short sketches do not pay for max_len points.
+
+It runs under HF Accelerate (DDP across processes, each drawing its own batches; the main process evaluates and
+saves), so a cluster run is one launch away:
+
+    accelerate launch --multi_gpu --num_processes 2 -m diffsketch_core.strokes.train --run runs/ddp ...
+
+(--multi_gpu works on CPU-only machines too: the processes then talk over gloo; `--cpu` would start one.)
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ from .. import cli
 from ..checkpoints import save_fp16
 from .data import load_split
 from .diffusion import PEN_LOSS_WEIGHT, StrokeDiffusion, uniform_timesteps
-from .format import batch_fixed, from_fixed, offset_scale
+from .format import (END, batch_fixed, fit_length, from_fixed, offset_scale, polylines_to_stroke3, stroke3_to_polylines,
+                     validate_stroke3)
 from .model import StrokeDenoiser
 
 
@@ -44,6 +57,25 @@ def augment(offsets: torch.Tensor, gen: torch.Generator, max_deg: float = 10.0, 
     rot = torch.stack([torch.cos(a), -torch.sin(a), torch.sin(a), torch.cos(a)], -1).view(b, 2, 2)
     m = rot * s[:, None, :]  # rot @ diag(s)
     return offsets @ m.transpose(1, 2)
+
+
+def reorder(s: np.ndarray, rng: np.random.Generator, permute: float = 0.0, reverse: float = 0.0) -> np.ndarray:
+    """The same drawing as another sequence: with probability `permute` its strokes in a random order, each stroke
+    reversed with probability `reverse`. The first point stays at the origin (the data's convention)."""
+    polys = stroke3_to_polylines(s)
+    if len(polys) > 1 and rng.random() < permute:
+        polys = [polys[i] for i in rng.permutation(len(polys))]
+    polys = [p[::-1] if rng.random() < reverse else p for p in polys]
+    out = polylines_to_stroke3(polys)
+    out[0, :2] = 0
+    return out
+
+
+def length_buckets(lengths: np.ndarray, k: int) -> list[np.ndarray]:
+    """Indices split into k equal-sized groups of similar length (shortest first); picking a group uniformly and
+    then a batch inside it keeps every sketch equally likely."""
+    order = np.argsort(lengths, kind="stable")
+    return [b for b in np.array_split(order, max(1, min(k, len(order)))) if len(b)]
 
 
 @torch.no_grad()
@@ -77,14 +109,25 @@ def warm_start(source: StrokeDenoiser, **changes) -> StrokeDenoiser:
 
 class Trainer:
     def __init__(self, args):
+        from accelerate import Accelerator
+
         self.args = args
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.main = self.acc.is_main_process
         self.run = Path(args.run)
-        self.run.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            self.run.mkdir(parents=True, exist_ok=True)
         state_json = self.run / "state.json"
         saved = json.loads(state_json.read_text()) if state_json.exists() else None
         max_len = saved["config"]["max_len"] if saved else args.max_len
         scale = saved["config"]["offset_scale"] if saved else None
         self.data, scale, self.offsets, self.pen, self.labels = prepare("train", max_len, scale)
+        self.scale, self.max_len = scale, max_len
+        self.lengths = (self.pen != END).sum(1).numpy()
+        self.buckets = length_buckets(self.lengths, args.buckets) if args.buckets > 1 else None
+        # the sketches as the model sees them (simplified to max_len once), for sequence augmentation
+        self.fitted = [fit_length(validate_stroke3(s), max_len) for s in self.data.sketches] \
+            if args.permute > 0 or args.reverse > 0 else None
         if saved:
             self.model = StrokeDenoiser(**saved["config"])
         elif args.init_from:
@@ -104,7 +147,11 @@ class Trainer:
             self._load_state(saved)
             log_file = self.run / "log.jsonl"
             self.log_rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
-        self.gen = torch.Generator().manual_seed(args.seed + self.step)
+        # DDP: every process starts from the same weights and draws its own batches; gradients are averaged
+        self.ddp, self.opt = self.acc.prepare(self.model, self.opt)
+        seed = args.seed + self.step + 100_003 * self.acc.process_index
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.classifier = None
 
     # ------------------------------------------------------------ state
@@ -136,9 +183,11 @@ class Trainer:
         noise to 3e-4 RMS (below fp16 rounding) and the exact form is twice as fast on CPU."""
         out = Path(self.args.out)
         save_fp16(warm_start(self.ema, gelu_approximate="none"), out)
-        (out / "training.json").write_text(json.dumps({"steps": self.step, "batch": self.args.batch,
-                                                       "init_from": self.args.init_from,
-                                                       "history": self.log_rows[-50:]}, indent=1))
+        a = self.args
+        (out / "training.json").write_text(json.dumps({
+            "steps": self.step, "batch": a.batch, "processes": self.acc.num_processes, "init_from": a.init_from,
+            "augmentation": {"permute": a.permute, "reverse": a.reverse, "buckets": a.buckets},
+            "history": self.log_rows[-50:]}, indent=1))
 
     # ------------------------------------------------------------ loop
     def lr_at(self, step: int, frac: float = 0.0) -> float:
@@ -148,16 +197,34 @@ class Trainer:
         cosine = final + (self.args.lr - final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         return cosine * min(1.0, (step + 1) / self.args.warmup)
 
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(offsets, pen, labels) of one training batch: from one length bucket (cropped to it) when bucketing,
+        sequence- and then geometry-augmented."""
+        if self.buckets is None:
+            idx = torch.randint(0, len(self.offsets), (self.args.batch,), generator=self.gen)
+        else:
+            bucket = self.buckets[int(torch.randint(0, len(self.buckets), (1,), generator=self.gen))]
+            idx = torch.from_numpy(bucket[torch.randint(0, len(bucket), (self.args.batch,), generator=self.gen).numpy()])
+        if self.fitted is None:
+            offsets, pen = self.offsets[idx], self.pen[idx]
+        else:
+            b = batch_fixed([reorder(self.fitted[i], self.rng, self.args.permute, self.args.reverse) for i in idx.tolist()],
+                            self.max_len, self.scale)
+            offsets, pen = torch.from_numpy(b.offsets), torch.from_numpy(b.pen)
+        if self.buckets is not None:  # the longest sketch of the batch and one END row after it
+            n = min(self.max_len, int(self.lengths[idx.numpy()].max()) + 1)
+            offsets, pen = offsets[:, :n], pen[:, :n]
+        return augment(offsets, self.gen), pen, self.labels[idx]
+
     def train_step(self, frac: float = 0.0) -> dict:
-        idx = torch.randint(0, len(self.offsets), (self.args.batch,), generator=self.gen)
-        offsets = augment(self.offsets[idx], self.gen)
+        offsets, pen, labels = self.batch()
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step, frac)
-        out = self.diffusion.training_loss(self.model, offsets, self.pen[idx], self.labels[idx], generator=self.gen,
-                                              pen_weight=self.args.pen_weight)
+        out = self.diffusion.training_loss(self.model, offsets, pen, labels, generator=self.gen,
+                                           pen_weight=self.args.pen_weight, forward=self.ddp)
         self.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.acc.backward(out["loss"])
+        self.acc.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         with torch.no_grad():
             decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
@@ -173,13 +240,25 @@ class Trainer:
             self.classifier = load_classifier(path)
         return recognition(self.ema, self.classifier, seed=self.step) if self.classifier is not None else None
 
+    def _clock(self, began: float, deadline: float) -> tuple[float, bool]:
+        """(share of the time budget used, whether to stop), the same on every process: the main process's clock
+        decides, or the processes would disagree on the learning rate and one would wait forever for the other."""
+        frac = (time.time() - began) / (deadline - began)
+        if self.acc.num_processes > 1:
+            t = torch.tensor([frac if self.main else 0.0])
+            frac = float(self.acc.reduce(t.to(self.acc.device), "sum")[0])
+        return frac, frac >= 1.0 or self.step >= self.args.max_steps
+
     def fit(self, log=print) -> None:
         began = time.time()
         deadline = began + self.args.minutes * 60
         start, losses = time.time(), []
-        while time.time() < deadline and self.step < self.args.max_steps:
-            losses.append(self.train_step((time.time() - began) / (deadline - began)))
-            if self.step % self.args.eval_every == 0:
+        while True:
+            frac, stop = self._clock(began, deadline)
+            if stop:
+                break
+            losses.append(self.train_step(frac))
+            if self.step % self.args.eval_every == 0 and self.main:
                 rec = self.evaluate()
                 row = {"step": self.step, "lr": self.opt.param_groups[0]["lr"],
                        "mse": float(np.mean([l["mse"] for l in losses])),
@@ -192,8 +271,10 @@ class Trainer:
                 losses, start = [], time.time()
                 self._save_state()
                 self.export()
-        self._save_state()
-        self.export()
+        self.acc.wait_for_everyone()
+        if self.main:
+            self._save_state()
+            self.export()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--permute", type=float, default=0.0, help="probability of a random stroke order per sketch")
+    p.add_argument("--reverse", type=float, default=0.0, help="probability of reversing each stroke")
+    p.add_argument("--buckets", type=int, default=1, help="length buckets (1: none; batches padded to --max-len)")
     return cli.run(p, _fit, argv)
 
 
