@@ -12,13 +12,21 @@ import torch
 
 from ..diffusion.backbone import Backbone
 from ..errors import BadInputError
+from .cnn_generator import CNNSketchGenerator
 from .generator import SketchGenerator
 
 STYLE_FORMAT = "diffsketch-style"
-STYLE_VERSION = 1
+STYLE_VERSION = 2
+# Version 2 (issue 19): VAE-decoder taps are full ResnetBlock2D outputs (version 1 recorded only their residual
+# branch) and style.json records the training seed. SD styles older than this are refused: their generator was
+# trained on other features and would give wrong sketches silently.
+MIN_SD_STYLE_VERSION = 2
 # style.json "generator" -> the class that loads the weights; a style's backbone kind decides which one trained it.
 # Styles saved before the field existed are SD styles.
 GENERATORS: dict[str, type] = {"SketchGenerator": SketchGenerator}
+GENERATORS["CNNSketchGenerator"] = CNNSketchGenerator  # issue 13: VGG16 features (diffusion/cnn.py)
+KIND_NAMES = {"sd": "Stable Diffusion", "cnn": "CPU: VGG16 features"}
+_CNN_KEYS = ("arch", "weights", "taps", "channels")
 DEFAULT_KIND = "sd"
 _SHAPE_KEYS = ("block_out_channels", "layers_per_block", "cross_attention_dim", "vae_block_out_channels")
 
@@ -33,7 +41,7 @@ class Style:
 
     @property
     def timesteps(self) -> tuple[int, ...]:
-        return tuple(self.generator.config.timesteps)
+        return tuple(getattr(self.generator.config, "timesteps", ()))  # CNN styles have none
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -49,11 +57,32 @@ class Style:
 def check_compatible(style_backbone: dict | None, backbone: Backbone) -> None:
     theirs = style_backbone or {}
     ours = backbone.fingerprint
-    diffs = [k for k in _SHAPE_KEYS if theirs.get(k) != ours.get(k)]
+    kinds = theirs.get("kind", DEFAULT_KIND), ours.get("kind", DEFAULT_KIND)
+    if kinds[0] != kinds[1]:
+        raise BadInputError(f"This style was trained on the {KIND_NAMES.get(kinds[0], kinds[0])} backbone, but the "
+                            f"{KIND_NAMES.get(kinds[1], kinds[1])} backbone is loaded. Choose the backbone it was "
+                            "made with, or train the style again on this one.")
+    diffs = [k for k in (_SHAPE_KEYS if kinds[1] == DEFAULT_KIND else _CNN_KEYS) if theirs.get(k) != ours.get(k)]
     if diffs:
         raise BadInputError(f"This style was trained on a different backbone ('{theirs.get('source', '?')}', "
                             f"differing in {', '.join(diffs)}) than the one loaded ('{ours['source']}'). "
                             "Load the backbone it was made with.")
+
+
+def _check_style_json(info, config_path: Path) -> None:
+    """The shapes the rest of load_style relies on: style.json an object with a whole-number version, config.json
+    an object (diffusers reads anything else as a hub id and answers "couldn't connect to huggingface.co")."""
+    if not isinstance(info, dict):
+        raise BadInputError("The style's style.json is not a DiffSketch style description (it must be a JSON object).")
+    version = info.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BadInputError(f"The style's format version ({version!r}) is not one this version knows.")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInputError("The style's config.json is not valid JSON.") from None
+    if not isinstance(config, dict):
+        raise BadInputError("The style's config.json is not a generator configuration (it must be a JSON object).")
 
 
 def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
@@ -65,10 +94,15 @@ def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
         info = json.loads(info_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadInputError(f"{info_path} is not valid JSON.") from None
+    _check_style_json(info, folder / "config.json")
     if info.get("format") != STYLE_FORMAT:
         raise BadInputError(f"{folder} is not a DiffSketch style (format {info.get('format')!r}).")
     if info.get("version", 0) > STYLE_VERSION:
         raise BadInputError(f"This style was saved by a newer version (style format {info['version']}); please update.")
+    if info.get("kind", DEFAULT_KIND) == DEFAULT_KIND and info.get("version", 0) < MIN_SD_STYLE_VERSION:
+        raise BadInputError(f"This style was made by an older version (style format {info.get('version', 0)}) whose "
+                            "VAE-decoder features were wrong; it cannot be used. Train it again from its photo and "
+                            "sketch.")
     if not any(folder.glob("*.safetensors")):
         raise BadInputError(f"{folder} has no safetensors weights (only safetensors styles are accepted).")
     cls = GENERATORS.get(info.get("generator", "SketchGenerator"))

@@ -1,0 +1,251 @@
+"""One-shot style training on CNN features (issue 13): ONE photo + its sketch -> a CNNSketchGenerator, on a CPU.
+
+Per iteration:
+1. a batch of augmented views of the pair (style/augment.py) from a bank whose backbone features are computed
+   once per view (the backbone is frozen), one view of the bank replaced every `refresh_every` iterations;
+2. G(views) against the views' sketches: L1 + LPIPS(alex) as in DiffSketch, plus CLIP similarity when a CLIP
+   encoder is given; with unlabeled photos, a consistency term (the same sketch for a photo and its
+   colour-jittered copy);
+3. an Adam step (cosine-decayed learning rate).
+Progress and previews are the SD trainer's TrainEvents; a cancel flag is checked before each iteration.
+
+CLI: python -m diffsketch_core.style.cnn_training --photo p.jpg --sketch s.png --out styles/mine [--backbone vgg16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import cli
+from ..diffusion.cnn import CNNBackbone, load_cnn_backbone
+from ..errors import BadInputError
+from ..images import ImageLike, load_image
+from ..perceptual import ClipImageEncoder, load_lpips
+from .augment import AugmentConfig, augment_pair, photometric, view_side
+from .cnn_generator import CNNSketchGenerator, cnn_generator_for
+from .sketches import load_sketch
+from .store import Style
+from .training import CancelFlag, TrainEvent
+
+MIN_SIDE = 64
+MIN_INK = 0.002  # fraction of the sheet with clear lines below which there is nothing to learn
+CNN_KIND = "cnn"
+
+
+@dataclass
+class CNNTrainConfig:
+    iterations: int = 300
+    lr: float = 2e-3
+    batch: int = 4
+    bank: int = 48  # augmented views kept with their features
+    refresh_every: int = 4  # replace one view of the bank every this many iterations (0: never)
+    preview_every: int = 25
+    seed: int = 50
+    work_side: int | None = None  # long side the backbone reads photos at (default: the backbone's)
+    l1: float = 2.0  # DiffSketch's L1 : LPIPS ratio (30 : 15)
+    lpips: float = 1.0
+    clip: float = 1.0  # only when a CLIP encoder is given
+    consistency: float = 1.0  # only with unlabeled photos
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    arr = np.asarray(img, np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None] if arr.ndim == 3 else torch.from_numpy(arr)[None, None]
+
+
+def _to_uint8(sketch: torch.Tensor) -> np.ndarray:
+    return (sketch[0, 0].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def check_pair(photo: Image.Image, sketch_rgb: Image.Image, target: np.ndarray) -> list[str]:
+    """Refuse a sketch with (almost) no lines; warn when the sketch looks like a photo. Returns notes."""
+    notes = []
+    if float((target < 0.75).mean()) < MIN_INK:
+        raise BadInputError("The sketch is almost blank (fewer than 0.2% of its pixels are lines): there is "
+                            "nothing to learn. Upload a sketch with its lines drawn dark on white.")
+    hsv = np.asarray(sketch_rgb.convert("HSV"), np.float32) / 255.0
+    grey_photo = np.asarray(photo.convert("L").resize(sketch_rgb.size), np.float32)
+    grey_sketch = np.asarray(sketch_rgb.convert("L"), np.float32)
+    corr = float(np.corrcoef(grey_photo.ravel(), grey_sketch.ravel())[0, 1]) if grey_sketch.std() > 0 else 0.0
+    if float((hsv[..., 1] * hsv[..., 2]).mean()) > 0.12 or corr > 0.9:
+        notes.append("The sketch looks like a photo (it has colour, or follows the photo's tones closely); the "
+                     "style will learn to copy it. Use a drawing of the photo for a sketch style.")
+    return notes
+
+
+class CNNOneShotTrainer:
+    def __init__(self, backbone: CNNBackbone, photo: ImageLike, sketch: ImageLike,
+                 config: CNNTrainConfig | None = None, lpips_model: torch.nn.Module | None = None,
+                 clip: ClipImageEncoder | None = None, generator: CNNSketchGenerator | None = None,
+                 unlabeled: list[ImageLike] = ()):
+        self.bb, self.cfg = backbone, config or CNNTrainConfig()
+        self.rng = np.random.default_rng(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+        loaded = load_image(photo)
+        self.notes = list(loaded.notes)
+        w, h = loaded.image.size
+        if min(w, h) < MIN_SIDE:
+            raise BadInputError(f"The photo is {w}x{h}; at least {MIN_SIDE} px a side is needed.")
+        sketch_img = load_image(sketch).image
+        sw, sh = sketch_img.size
+        if abs(math.log((sw / sh) / (w / h))) > 0.02:
+            self.notes.append(f"The sketch ({sw}x{sh}) and the photo ({w}x{h}) have different shapes: the sketch "
+                              "was stretched to the photo's (draw over the same framing for the best result).")
+        target, sketch_notes = load_sketch(sketch, size=loaded.image.size)
+        self.notes += [n for n in sketch_notes if not n.startswith("Sketch resized")]
+        self.notes += check_pair(loaded.image, sketch_img.resize(loaded.image.size), target)
+        self.work_side = self.cfg.work_side or backbone.work_side
+        size = backbone.work_size(w, h, self.work_side)
+        self.photo = loaded.image.resize(size, Image.Resampling.LANCZOS)
+        self.sketch = Image.fromarray((target * 255).round().astype(np.uint8), "L").resize(size, Image.Resampling.LANCZOS)
+        self.example_rgb = _tensor(self.photo)
+        self.example_target = _tensor(self.sketch)
+        self.example = backbone.extract(self.example_rgb)
+        self.generator = generator or cnn_generator_for(backbone, work_side=self.work_side)
+        self.taps = self.generator.taps
+        self.side = view_side(self.photo.size, self.cfg.augment)
+        self.views = [self._view() for _ in range(self.cfg.bank)]
+        self.unlabeled = [self._unlabeled_view(u) for u in unlabeled]
+        if self.cfg.lpips > 0 and lpips_model is None:
+            lpips_model = load_lpips()
+        self.lpips = lpips_model if self.cfg.lpips > 0 else None
+        self.clip = clip if self.cfg.clip > 0 else None
+        self.opt = torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr)
+        self.iteration = 0
+
+    def _view(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        p, k = augment_pair(self.photo, self.sketch, self.rng, self.cfg.augment, self.side)
+        rgb = _tensor(p)
+        feats = {t: v.half() for t, v in self.bb.extract(rgb, self.taps).items()}  # fp16 halves the bank's memory
+        return feats, rgb, _tensor(k)
+
+    def _unlabeled_view(self, source: ImageLike) -> tuple[dict, torch.Tensor, dict, torch.Tensor]:
+        img = load_image(source).image
+        img = img.resize(self.bb.work_size(*img.size, self.work_side), Image.Resampling.LANCZOS)
+        jittered = photometric(img, self.rng, self.cfg.augment)
+        a, b = _tensor(img), _tensor(jittered)
+        return self.bb.extract(a, self.taps), a, self.bb.extract(b, self.taps), b
+
+    def _losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = {"l1": self.cfg.l1 * (out - target).abs().mean()}
+        if self.lpips is not None:
+            parts["lpips"] = self.cfg.lpips * self.lpips(out.repeat(1, 3, 1, 1) * 2 - 1,
+                                                          target.repeat(1, 3, 1, 1) * 2 - 1).mean()
+        if self.clip is not None:
+            e_out = F.normalize(self.clip(out.repeat(1, 3, 1, 1)), dim=-1)
+            e_tgt = F.normalize(self.clip(target.repeat(1, 3, 1, 1)), dim=-1)
+            parts["clip"] = self.cfg.clip * (1 - (e_out * e_tgt).sum(-1)).mean()
+        return parts
+
+    def _batch(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        idx = self.rng.choice(len(self.views), size=min(self.cfg.batch, len(self.views)), replace=False)
+        feats = {t: torch.cat([self.views[i][0][t] for i in idx]).float() for t in self.taps}
+        return feats, torch.cat([self.views[i][1] for i in idx]), torch.cat([self.views[i][2] for i in idx])
+
+    def step(self) -> dict[str, float]:
+        cfg = self.cfg
+        if cfg.refresh_every and self.iteration and self.iteration % cfg.refresh_every == 0:
+            self.views[self.iteration // cfg.refresh_every % len(self.views)] = self._view()
+        for g in self.opt.param_groups:  # cosine from lr to lr / 10
+            g["lr"] = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * self.iteration / max(1, cfg.iterations))))
+        self.generator.train()
+        feats, rgb, target = self._batch()
+        parts = self._losses(self.generator(feats, rgb), target)
+        if self.unlabeled and cfg.consistency > 0:
+            fa, a, fb, b = self.unlabeled[self.iteration % len(self.unlabeled)]
+            parts["consistency"] = cfg.consistency * (self.generator(fa, a) - self.generator(fb, b)).abs().mean()
+        total = sum(parts.values())
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        self.iteration += 1
+        return {"total": float(total.detach())} | {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def example_loss(self) -> float:
+        """The loss on the whole, unaugmented example (what 'the example is learned' means)."""
+        self.generator.eval()
+        out = self.generator(self.example, self.example_rgb)
+        return float(sum(self._losses(out, self.example_target).values()))
+
+    @torch.no_grad()
+    def previews(self) -> dict[str, np.ndarray]:
+        self.generator.eval()
+        shown = {"example": _to_uint8(self.generator(self.example, self.example_rgb))}
+        if self.unlabeled:
+            fa, a, _, _ = self.unlabeled[0]
+            shown["sample"] = _to_uint8(self.generator(fa, a))
+        else:
+            feats, rgb, _ = self.views[0]
+            shown["sample"] = _to_uint8(self.generator({t: v.float() for t, v in feats.items()}, rgb))
+        return shown
+
+    def run(self, on_event: Optional[Callable[[TrainEvent], None]] = None, cancel: CancelFlag | None = None) -> Style:
+        emit = on_event or (lambda e: None)
+        total, start = self.cfg.iterations, time.perf_counter()
+        emit(TrainEvent("start", self.iteration, total, notes=self.notes))
+        while self.iteration < total:
+            if cancel is not None and cancel.is_set():
+                emit(TrainEvent("cancelled", self.iteration, total, seconds=time.perf_counter() - start))
+                return self.style()
+            losses = self.step()
+            preview = None
+            if self.iteration % self.cfg.preview_every == 0 or self.iteration == total:
+                preview = self.previews()
+            emit(TrainEvent("preview" if preview else "step", self.iteration, total, losses,
+                            time.perf_counter() - start, preview))
+        emit(TrainEvent("done", self.iteration, total, seconds=time.perf_counter() - start))
+        return self.style()
+
+    def style(self) -> Style:
+        meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo}
+        return Style(self.generator.eval(), "", self.work_side, meta, kind=CNN_KIND)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.style.cnn_training", __doc__)
+    p.add_argument("--photo", required=True)
+    p.add_argument("--sketch", required=True)
+    p.add_argument("--out", required=True, help="style folder to write")
+    p.add_argument("--backbone", default="vgg16", help="'vgg16' (default), a VGG16 safetensors file, "
+                   "'vgg16-random' or 'tiny-cnn'")
+    p.add_argument("--iterations", type=int, default=CNNTrainConfig.iterations)
+    p.add_argument("--work-side", type=int, default=None, help="long side the backbone reads photos at (256)")
+    p.add_argument("--unlabeled", nargs="*", default=[], help="extra photos (no sketches) for the consistency term")
+    return p
+
+
+def _report(e: TrainEvent) -> None:
+    if e.kind in ("preview", "done", "cancelled"):
+        loss = f" loss {e.losses['total']:.4f}" if e.losses else ""
+        cli.progress(e.iteration, e.total, f"{e.kind}{loss}", e.seconds)
+
+
+def _main(args: argparse.Namespace) -> int:
+    bb = load_cnn_backbone(args.backbone)
+    cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side)
+    trainer = CNNOneShotTrainer(bb, args.photo, args.sketch, cfg, unlabeled=args.unlabeled)
+    for note in trainer.notes:
+        cli.note(note)
+    trainer.run(_report).save(args.out)
+    print(Path(args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
