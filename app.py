@@ -10,6 +10,9 @@ import gradio as gr
 
 from ui import backbone_panel, classic, common, photo, rectify, strokes, style
 
+QUEUE_SIZE = 32
+MAX_FILE_SIZE = "50mb"  # any upload; a style zip is well under it
+
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="DiffSketch Studio", delete_cache=(3600, 86400)) as demo:
@@ -33,11 +36,15 @@ def build_demo() -> gr.Blocks:
         # demo mode trains in seconds: start the slider where a try-out makes sense
         demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])
         demo.unload(common.cleanup)
-    demo.queue(max_size=32, default_concurrency_limit=2)
+    # The queue holds QUEUE_SIZE waiting requests (one more is refused with "queue is full"); each CPU tab runs
+    # 2 at a time, the GPU jobs (training, Photo -> Sketch) 1 (ui/style.py, ui/photo.py); budgets.py bounds each.
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    common.harden(demo)  # Gradio's own pre-processing errors become sentences too
+    common.start_sweeper()  # request outputs and abandoned sessions' files do not pile up
     return demo
 
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch(max_file_size="50mb")
+    demo.launch(max_file_size=MAX_FILE_SIZE)

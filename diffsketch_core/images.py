@@ -3,13 +3,16 @@
 Conversions (documented, never silent in the UI: `load_image` returns notes the caller can show):
 grayscale and palette images become RGB; transparency is composited onto white (a transparent
 background is paper, not ink); 16-bit and float images are rescaled to 8 bits; images with a side over
-`MAX_SIDE` are downscaled (aspect kept). Images smaller than `MIN_SIDE` on a side are refused.
+`MAX_SIDE` are downscaled (aspect kept). Images smaller than `MIN_SIDE` on a side are refused, and so are images
+over the pixel budget (`budgets.MAX_PIXELS`), from the file's header, before a pixel is decoded.
+Messages never quote the file's path or the decoder's own text (which does): they reach users of the app.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -17,14 +20,15 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .budgets import MAX_PIXELS
 from .errors import BadInputError
 
 MAX_SIDE = 4096
 MIN_SIDE = 8
-# Pillow refuses images over ~179 MP as "decompression bombs"; we downscale big ones ourselves, so
-# allow up to a generous bound and still refuse absurd ones (a 1 GB PNG header would be 20 GP).
-MAX_PIXELS = 400_000_000
+# Pillow only warns at MAX_IMAGE_PIXELS and raises at twice that, so the budget is checked here from the header
+# (`check_pixels`); Pillow's own limit stays as a second line for any other code that opens images.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+TOO_MANY_PIXELS = "The image is {w}x{h} pixels ({mp:.0f} MP), more than the {limit:.0f} MP this app decodes; downscale it first."
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -35,28 +39,41 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
 
 
+def check_pixels(width: int, height: int) -> None:
+    """Refuse an image over the pixel budget (call it with the header's size, before decoding)."""
+    if width * height > MAX_PIXELS:
+        raise BadInputError(TOO_MANY_PIXELS.format(w=width, h=height, mp=width * height / 1e6, limit=MAX_PIXELS / 1e6))
+
+
 def _open(source: ImageLike) -> Image.Image:
     if isinstance(source, Image.Image):
+        check_pixels(*source.size)
         return source
     if isinstance(source, np.ndarray):
+        if source.ndim >= 2:
+            check_pixels(source.shape[1], source.shape[0])
         return _from_array(source)
     try:
-        if isinstance(source, bytes):
-            img = Image.open(io.BytesIO(source))
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise BadInputError(f"No such image file: {path}")
-            img = Image.open(path)
+        with warnings.catch_warnings():  # the 1x..2x band warns; check_pixels refuses it below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if isinstance(source, bytes):
+                img = Image.open(io.BytesIO(source))
+            else:
+                path = Path(source)
+                if not path.is_file():
+                    raise BadInputError("No such image file.")
+                img = Image.open(path)
+        check_pixels(*img.size)  # header only: nothing decoded yet
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        raise BadInputError(f"The image has more than the {MAX_PIXELS / 1e6:.0f} MP this app decodes; downscale it "
+                            "first.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         if isinstance(exc, BadInputError):
             raise
-        raise BadInputError(f"Could not read the file as an image ({type(exc).__name__}: {exc}). "
+        raise BadInputError(f"Could not read the file as an image ({type(exc).__name__}). "
                             "Use a PNG, JPEG or WebP file.") from None
-    except Image.DecompressionBombError:
-        raise BadInputError(f"The image has more than {MAX_PIXELS:,} pixels; please downscale it first.") from None
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:

@@ -1,3 +1,4 @@
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -15,9 +16,20 @@ def req(name):
     return SimpleNamespace(session_hash=name)
 
 
+def uploaded(path) -> str:
+    """A copy of `path` where Gradio keeps what users upload: the event functions take only files the app received."""
+    import shutil
+    import uuid
+
+    target = Path(gr.utils.get_upload_folder()) / "test-uploads" / uuid.uuid4().hex / Path(path).name
+    target.parent.mkdir(parents=True)
+    shutil.copy(path, target)
+    return str(target)
+
+
 @requires_shared
 def test_classic_sketch_on_a_real_photo(photo_path):
-    shown, download, info = classic.classic_sketch(str(photo_path), "pidinet", req("classic"))
+    shown, download, info = classic.classic_sketch(uploaded(photo_path), "pidinet", req("classic"))
     assert shown == download and shown.endswith(".png")
     with Image.open(shown) as out, Image.open(photo_path) as src:
         assert out.format == "PNG" and out.size == src.size
@@ -27,7 +39,7 @@ def test_classic_sketch_on_a_real_photo(photo_path):
 
 def test_classic_sketch_on_shipped_example():
     example = ROOT / "assets" / "photos" / "coffee.png"
-    shown, _, _ = classic.classic_sketch(str(example), "canny")
+    shown, _, _ = classic.classic_sketch(uploaded(example), "canny")
     assert Image.open(shown).size == Image.open(example).size
 
 
@@ -37,6 +49,8 @@ def test_classic_sketch_errors_are_messages(tmp_path):
     bogus = tmp_path / "bogus.png"
     bogus.write_bytes(b"\x89PNG not really")
     with pytest.raises(gr.Error, match="Could not read"):
+        classic.classic_sketch(uploaded(bogus), "hed")
+    with pytest.raises(gr.Error, match="uploaded through the app"):
         classic.classic_sketch(str(bogus), "hed")
 
 
@@ -64,7 +78,7 @@ def pair_files(tmp_path_factory):
     ImageDraw.Draw(sketch).rectangle([30, 20, 90, 80], outline=0, width=2)
     photo.save(d / "photo.png")
     sketch.save(d / "sketch.png")
-    return str(d / "photo.png"), str(d / "sketch.png")
+    return uploaded(d / "photo.png"), uploaded(d / "sketch.png")
 
 
 def _train(pair_files, session, iterations=3):
@@ -81,11 +95,12 @@ def test_demo_training_yields_progress_and_a_downloadable_style(pair_files, tmp_
     assert "Training done after 3 iterations" in status and zipped.endswith(".zip")
     assert any("Iteration 1/3" in o[0] for o in outs)
     # the zip uploads back as a style, in another session
-    folder, msg = style.upload_style(zipped, state, req("bob"))
+    folder, msg = style.upload_style(uploaded(zipped), state, req("bob"))
     assert "Loaded style" in msg and "bob" in folder
-    gallery, zip_all, note = photo.photos_to_sketches([pair_files[0], str(tmp_path / "missing.png")], "Same as photo",
-                                                    1, 0.5, True, folder, state, req("bob"))
-    assert len(gallery) == 1 and "Skipped: missing.png" in note
+    (tmp_path / "notes.png").write_text("not a photo")
+    gallery, zip_all, note = photo.photos_to_sketches([pair_files[0], uploaded(tmp_path / "notes.png")],
+                                                    "Same as photo", 1, 0.5, True, folder, state, req("bob"))
+    assert len(gallery) == 1 and "Skipped: notes.png" in note
     out = Image.open(gallery[0])
     assert out.mode == "RGBA" and out.size == (128, 96)
     assert set(np.unique(np.asarray(out)[..., 3])) <= {0, 255}  # thresholded ink, transparent paper
@@ -120,11 +135,11 @@ def test_style_upload_rejects_foreign_files(tmp_path):
         zf.writestr("style.json", "{}")
         zf.writestr("model.pkl", b"\x80\x04")
     with pytest.raises(gr.Error, match="files a style never has"):
-        style.upload_style(str(evil), None, req("u"))
+        style.upload_style(uploaded(evil), None, req("u"))
     not_zip = tmp_path / "x.zip"
     not_zip.write_text("hello")
-    with pytest.raises(gr.Error, match="not a zip"):
-        style.upload_style(str(not_zip), None, req("u"))
+    with pytest.raises(gr.Error, match="not a readable zip"):
+        style.upload_style(uploaded(not_zip), None, req("u"))
 
 
 SQUARE_JSON = "[[[100,100],[300,100],[300,300],[100,300],[100,100]], [[100,100],[300,300]]]"
@@ -147,7 +162,8 @@ def test_rectify_tab_from_canvas_json_and_errors():
     assert "Automatic strength" in info
     _, _, _, info, _ = rectify.rectify_sketch(SQUARE_JSON, None, "apple", "heal", 0.3, 0.3, 0, request=req("r"))
     assert "Healed as **apple**" in info
-    for bad, match in (("[]", "empty"), ("{oops", "not a drawing"), ("[[[5,5]]]", "single dot")):
+    for bad, match in (("[]", "empty"), ("{oops", "not a drawing"), ("[[[5,5]]]", "single dot"),
+                       ('"/etc/hostname"', "not a drawing")):
         with pytest.raises(gr.Error, match=match):
             rectify.rectify_sketch(bad, None, "auto", "rectify", 0.5, 0.5, 0)
 
@@ -157,8 +173,9 @@ def test_rectify_an_uploaded_drawing_and_a_blank_one(tmp_path):
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).ellipse([40, 40, 160, 160], outline=0, width=4)
     img.save(tmp_path / "d.png")
-    _, after, _, info, _ = rectify.rectify_sketch("[]", str(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0, request=req("u"))
+    _, after, _, info, _ = rectify.rectify_sketch("[]", uploaded(tmp_path / "d.png"), "apple", "rectify", 0.3, 0.0, 0,
+                                                  request=req("u"))
     assert "Rectified as **apple**" in info
     Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
     with pytest.raises(gr.Error, match="no ink"):
-        rectify.rectify_sketch("[]", str(tmp_path / "blank.png"), "apple", "rectify", 0.3, 0.0, 0)
+        rectify.rectify_sketch("[]", uploaded(tmp_path / "blank.png"), "apple", "rectify", 0.3, 0.0, 0)

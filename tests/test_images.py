@@ -1,7 +1,12 @@
+import struct
+import tracemalloc
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from diffsketch_core.budgets import MAX_PIXELS
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.images import MAX_SIDE, ink_to_sketch, load_image
 
@@ -30,9 +35,31 @@ def test_16bit_png_is_rescaled(tmp_path):
 
 def test_huge_image_is_downscaled_with_note(tmp_path):
     path = tmp_path / "huge.png"
-    Image.new("L", (10000, 10000), 200).save(path)
+    Image.new("L", (6000, 4000), 200).save(path)
     out = load_image(path)
     assert max(out.image.size) == MAX_SIDE and any("downscaled" in n for n in out.notes)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG header claiming `width` x `height` pixels, with no pixel data: what a decompression bomb looks
+    like before it is decoded (the real 600 MP one is a 633 KB file)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [8000, 9000, 30000])  # just over the budget, in Pillow's warn-only band, past it
+def test_pixel_budget_is_enforced_from_the_header(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(side, side))
+    tracemalloc.start()
+    with pytest.raises(BadInputError, match=f"more than the {MAX_PIXELS / 1e6:.0f} MP this app decodes") as err:
+        load_image(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6  # refused from the header: nothing decoded
+    assert str(tmp_path) not in str(err.value)
 
 
 @pytest.mark.parametrize("source, match", [
@@ -48,11 +75,13 @@ def test_bad_images_raise_clear_errors(source, match):
         load_image(source)
 
 
-def test_text_file_with_png_name_is_refused(tmp_path):
+@pytest.mark.parametrize("content", [b"hello", b""])
+def test_text_or_empty_file_with_png_name_is_refused_without_its_path(tmp_path, content):
     path = tmp_path / "fake.png"
-    path.write_text("hello")
-    with pytest.raises(BadInputError, match="Could not read"):
+    path.write_bytes(content)
+    with pytest.raises(BadInputError, match="Could not read") as err:
         load_image(path)
+    assert str(tmp_path) not in str(err.value)
 
 
 def test_ink_to_sketch_is_dark_on_white():

@@ -3,8 +3,15 @@ value is the strokes as JSON [[[x, y], ...], ...] in canvas pixels."""
 
 from __future__ import annotations
 
-import gradio as gr
+import json
 
+import gradio as gr
+import numpy as np
+
+from diffsketch_core.budgets import MAX_CANVAS_CHARS, MAX_CANVAS_POINTS, MAX_CANVAS_STROKES, MAX_COORD
+
+NOT_A_DRAWING = ("The canvas sent something that is not a drawing (it must be a list of strokes, each a list of "
+                 "[x, y] numbers); press Clear and draw again.")
 CANVAS_SIZE = 512
 CANVAS_HTML = f"""<div class="ds-pad"><canvas width="{CANVAS_SIZE}" height="{CANVAS_SIZE}"></canvas>
 <div class="ds-tools"><button type="button" data-action="undo">Undo</button>
@@ -43,3 +50,37 @@ redraw();
 
 def build(elem_id: str) -> gr.HTML:
     return gr.HTML("[]", html_template=CANVAS_HTML, css_template=CANVAS_CSS, js_on_load=CANVAS_JS, elem_id=elem_id)
+
+
+def strokes_from_value(value) -> list[np.ndarray]:
+    """The canvas value -> polylines (float arrays of shape (n, 2)), or gr.Error with one sentence. The value is
+    typed here, at the boundary: the JSON text the canvas sends (or its parsed list, from an API client), a list of
+    strokes, each a list of [x, y] finite numbers, within the canvas budgets. Nothing else (a string that names a
+    file, objects, deep nesting) ever reaches the core."""
+    if isinstance(value, str):
+        if len(value) > MAX_CANVAS_CHARS:
+            raise gr.Error(f"The drawing is too large to send ({len(value):,} characters; at most {MAX_CANVAS_CHARS:,}).")
+        try:
+            value = json.loads(value or "[]")
+        except (ValueError, RecursionError):
+            raise gr.Error(NOT_A_DRAWING) from None
+    if not isinstance(value, list) or not all(isinstance(s, list) for s in value):
+        raise gr.Error(NOT_A_DRAWING)
+    if len(value) > MAX_CANVAS_STROKES:
+        raise gr.Error(f"The drawing has {len(value):,} strokes; at most {MAX_CANVAS_STROKES:,} are accepted.")
+    total = sum(len(s) for s in value)
+    if total > MAX_CANVAS_POINTS:
+        raise gr.Error(f"The drawing has {total:,} points; at most {MAX_CANVAS_POINTS:,} are accepted.")
+    polylines = []
+    for stroke in value:
+        if not all(isinstance(p, list) and len(p) == 2 and all(_is_number(c) for c in p) for p in stroke):
+            raise gr.Error(NOT_A_DRAWING)
+        if stroke:
+            polylines.append(np.asarray(stroke, dtype=np.float64))
+    if polylines and not all(np.isfinite(p).all() and np.abs(p).max() <= MAX_COORD for p in polylines):
+        raise gr.Error(f"Stroke coordinates must be finite and within +-{MAX_COORD:g} px.")
+    return polylines
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool) and abs(x) <= MAX_COORD)

@@ -1,16 +1,26 @@
-"""What the tabs share: per-session folders and cancel flags, the error mapping, banners, cached models."""
+"""What the tabs share: per-session folders and cancel flags, the error mapping, banners, cached models, and the
+boundary: typed inputs (numbers, seeds, uploads) and Gradio's own pre-processing turned into sentences, and the
+sweep that removes the files requests leave behind."""
 
 from __future__ import annotations
 
 import functools
+import math
+import os
+import re
 import shutil
 import tempfile
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
-from diffsketch_core import settings
+from diffsketch_core import budgets, settings
+from diffsketch_core.errors import BadInputError
+from diffsketch_core.images import check_pixels
 from diffsketch_core.diffusion.backbone import TINY, Backbone, load_backbone
 from diffsketch_core.perceptual import load_clip
 from diffsketch_core.strokes import loaders as stroke_loaders
@@ -49,14 +59,84 @@ def clip(demo: bool):
 
 
 def session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
+    key = getattr(request, "session_hash", None) or "local"
+    return key if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key) else "other"  # a folder name, never a path
 
 
 def user_dir(request: gr.Request | None) -> Path:
-    """Files of one browser session: nothing here is visible to another user."""
+    """Files of one browser session that outlive a request (trained and uploaded styles): nothing here is visible
+    to another user. Removed when the session ends, or by `sweep` once untouched for SESSION_TTL_S (a plain API
+    call is a session that never ends)."""
     path = WORK / session(request)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def output_dir(request: gr.Request | None, kind: str) -> Path:
+    """A fresh folder for one request's output files. Gradio copies what a function returns into its own cache
+    when it sends the response, so `sweep` removes these after OUTPUT_TTL_S."""
+    path = WORK / session(request) / f"{OUTPUT_PREFIX}{kind}-{time.time_ns()}"
+    path.mkdir(parents=True)
+    return path
+
+
+OUTPUT_PREFIX = "out-"
+
+
+def _newest_mtime(path: Path) -> float:
+    newest = path.stat().st_mtime
+    for p in path.rglob("*"):
+        try:
+            newest = max(newest, p.stat().st_mtime)
+        except OSError:  # removed meanwhile
+            pass
+    return newest
+
+
+def sweep(now: float | None = None, output_ttl: float | None = None, session_ttl: float | None = None) -> int:
+    """Remove request outputs older than `output_ttl`, sessions untouched for `session_ttl` and emptied session
+    folders; returns how many folders went. Sessions with a running training are kept."""
+    now = time.time() if now is None else now
+    output_ttl = budgets.OUTPUT_TTL_S if output_ttl is None else output_ttl
+    session_ttl = budgets.SESSION_TTL_S if session_ttl is None else session_ttl
+    removed = 0
+    for sess in (WORK.iterdir() if WORK.is_dir() else []):
+        if not sess.is_dir() or sess.name in RUNNING:
+            continue
+        try:
+            for out in sess.glob(OUTPUT_PREFIX + "*"):
+                if now - out.stat().st_mtime > output_ttl:
+                    shutil.rmtree(out, ignore_errors=True)
+                    removed += 1
+            if now - _newest_mtime(sess) > session_ttl:
+                shutil.rmtree(sess, ignore_errors=True)
+                removed += 1
+            elif not any(sess.iterdir()) and now - sess.stat().st_mtime > output_ttl:
+                sess.rmdir()  # fails harmlessly when a request has just written into it
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+_SWEEPER: list[threading.Thread] = []
+
+
+def start_sweeper(every: float | None = None) -> None:
+    """Run `sweep` in the background every SWEEP_EVERY_S seconds (once per process)."""
+    if _SWEEPER and _SWEEPER[0].is_alive():
+        return
+
+    def loop():
+        while True:
+            time.sleep(every or budgets.SWEEP_EVERY_S)
+            try:
+                sweep()
+            except Exception:  # pragma: no cover - a sweep must never take the app down
+                pass
+
+    _SWEEPER[:] = [threading.Thread(target=loop, daemon=True, name="diffsketch-sweep")]
+    _SWEEPER[0].start()
 
 
 def cleanup(request: gr.Request) -> None:
@@ -66,8 +146,153 @@ def cleanup(request: gr.Request) -> None:
     shutil.rmtree(WORK / session(request), ignore_errors=True)
 
 
+def _private_roots() -> list[str]:
+    roots = {str(WORK), gr.utils.get_upload_folder(), tempfile.gettempdir(), str(Path(tempfile.gettempdir()).resolve())}
+    return sorted(roots, key=len, reverse=True)
+
+
+def scrub(message: str) -> str:
+    """The message without server paths of users' files (our temp folders, Gradio's upload cache)."""
+    for root in _private_roots():
+        message = re.sub(re.escape(root) + r"[^\s'\"),;:]*", "the uploaded file", message)
+    return message
+
+
 def fail(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc))
+    return gr.Error(scrub(str(exc)))
+
+
+# ---------------------------------------------------------------- typed inputs (the UI's widgets, or any API client)
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or value is None or value == "":
+        raise gr.Error(f"{what} must be a number.")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"{what} must be a number.") from None
+    if not math.isfinite(x):
+        raise gr.Error(f"{what} must be a finite number.")
+    return x
+
+
+def as_float(value, what: str, lo: float, hi: float) -> float:
+    x = _number(value, what)
+    if not lo <= x <= hi:
+        raise gr.Error(f"{what} must be between {lo:g} and {hi:g}.")
+    return x
+
+
+def as_int(value, what: str, lo: int, hi: int) -> int:
+    x = _number(value, what) if not isinstance(value, int) or isinstance(value, bool) else value
+    if x != int(x) or not lo <= x <= hi:
+        raise gr.Error(f"{what} must be a whole number from {lo:,} to {hi:,}.")
+    return int(x)
+
+
+def as_seed(value) -> int:
+    return as_int(value, "Seed", 0, budgets.MAX_SEED)
+
+
+def as_choice(value, choices, what: str):
+    if not isinstance(value, str) or value not in choices:
+        raise gr.Error(f"{what} must be one of: {', '.join(map(str, choices))}.")
+    return value
+
+
+def _upload_roots() -> list[Path]:
+    return [Path(gr.utils.get_upload_folder()).resolve(), WORK.resolve()]
+
+
+def received(path, what: str = "The upload") -> str | None:
+    """`path` if it is a file this app received (Gradio's upload cache) or wrote (our temp folders); a path named by
+    a client is refused without saying whether it exists. None stays None."""
+    if path in (None, ""):
+        return None
+    refused = gr.Error(f"{what} must be a file uploaded through the app.")
+    if not isinstance(path, (str, os.PathLike)):
+        raise refused
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise refused from None
+    if not any(real.is_relative_to(root) for root in _upload_roots()) or not real.is_file():
+        raise refused
+    return str(real)
+
+
+# ---------------------------------------------------------------- Gradio's own pre-processing, as sentences
+
+def _image_header_check(payload, label: str) -> None:
+    """Before Gradio opens an uploaded image: an empty file, a non-image or one over the pixel budget gets a sentence
+    (Gradio's own errors reach the browser as "Error" with no text)."""
+    path = getattr(payload, "path", None)
+    if not path or getattr(payload, "url", "") and str(payload.url).startswith("data:"):
+        return
+    if str(path).lower().endswith(".svg"):
+        raise gr.Error(f"{label}: SVG files are not supported; upload a PNG, JPEG or WebP image.")
+    try:
+        if os.path.getsize(path) == 0:
+            raise gr.Error(f"{label}: the file is empty (0 bytes); upload a PNG, JPEG or WebP image.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # the header only
+                size = im.size
+    except gr.Error:
+        raise
+    except Image.DecompressionBombError:
+        raise gr.Error(f"{label}: the image has more than the {budgets.MAX_PIXELS / 1e6:.0f} MP this app decodes; "
+                       "downscale it first.") from None
+    except Exception:
+        raise gr.Error(f"{label}: the file is not an image this app can read; upload a PNG, JPEG or WebP image.") from None
+    try:
+        check_pixels(*size)
+    except BadInputError as exc:
+        raise gr.Error(f"{label}: {exc}") from None
+
+
+def _guard(block) -> None:
+    original = block.preprocess
+    label = block.label or type(block).__name__
+    is_image = isinstance(block, gr.Image)
+    is_number = isinstance(block, (gr.Number, gr.Slider))
+
+    def preprocess(payload):
+        if is_image:
+            _image_header_check(payload, label)
+        if is_number and payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
+                                                  or not math.isfinite(payload)):
+            raise gr.Error(f"{label} must be a finite number.")
+        try:
+            return original(payload)
+        except gr.Error:
+            raise
+        except Exception:
+            raise gr.Error(f"{label}: the value sent cannot be used here.") from None
+
+    block.preprocess = preprocess
+
+
+def harden(blocks: gr.Blocks) -> gr.Blocks:
+    """Every input component's pre-processing, and the step before it (files named by path, malformed payloads),
+    raises gr.Error with a sentence instead of an exception the browser shows as a bare "Error"."""
+    for block in blocks.blocks.values():
+        if isinstance(block, gr.components.Component) and not getattr(block, "_hardened", False):
+            _guard(block)
+            block._hardened = True
+    original = blocks.preprocess_data
+
+    async def preprocess_data(*args, **kwargs):
+        try:
+            return await original(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception:
+            raise gr.Error("An input could not be used: files must be uploaded through the app (never named by a "
+                           "path), and each value must be of its field's kind.") from None
+
+    blocks.preprocess_data = preprocess_data
+    return blocks
 
 
 def banner(source: str | None) -> str:

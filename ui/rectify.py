@@ -3,9 +3,6 @@ its class (rectify) or completed (heal)."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import gradio as gr
 
 from diffsketch_core.errors import DiffSketchError
@@ -15,7 +12,8 @@ from diffsketch_core.strokes.export import export as export_sketches
 from diffsketch_core.strokes.rectify import heal, rectify
 
 from . import canvas as canvas_component
-from .common import fail, stroke_classes, stroke_classifier, svg_grid, user_dir
+from .common import (as_choice, as_float, as_seed, fail, output_dir, received, stroke_classes, stroke_classifier,
+                     svg_grid)
 
 GUIDANCE_LABEL = "Guidance (how much it keeps your lines)"
 
@@ -29,32 +27,38 @@ def guidance_info() -> str:
             f"instead (coarser: it keeps the overall shape more than each line). {why}")
 
 
-def _rough_input(canvas_json: str, upload: str | None):
-    if upload:
-        return upload
-    try:
-        strokes = json.loads(canvas_json or "[]")
-    except json.JSONDecodeError:
-        raise gr.Error("The canvas sent something that is not a drawing; press Clear and draw again.") from None
-    return strokes
+MODES = ("rectify", "heal")
+
+
+def _rough_input(canvas_value, upload: str | None):
+    """The drawing to work on: the uploaded file when there is one (only a file the app received), else the canvas
+    strokes, typed (`canvas.strokes_from_value`): a string is never taken for a path."""
+    path = received(upload, "The drawing")
+    return path if path else canvas_component.strokes_from_value(canvas_value)
 
 
 def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, seed, auto_strength: bool = False,
                    request: gr.Request | None = None):
     """-> (before PNG, after PNG, animated SVG HTML, info, downloads)."""
+    mode = as_choice(mode, MODES, "Mode")
+    seed = as_seed(seed)
+    guidance = as_float(guidance, GUIDANCE_LABEL.split(" (")[0], 0.0, 4.0)
+    if not isinstance(auto_strength, bool):
+        raise gr.Error("Automatic strength must be true or false.")
+    strength = "auto" if auto_strength else as_float(strength, "Strength", 0.02, 1.0)
+    if not isinstance(class_name, str):
+        raise gr.Error("Class must be the name of a class.")
     source = _rough_input(canvas_json, upload)
     model, clf = stroke_loaders.load_stroke_model(), stroke_classifier()
     name = None if class_name == "auto" else class_name
     try:
         if mode == "heal":
-            res = heal(source, model, clf, name, seed=int(seed))
+            res = heal(source, model, clf, name, seed=seed)
         else:
-            res = rectify(source, model, clf, name, strength="auto" if auto_strength else float(strength),
-                          guidance=float(guidance), seed=int(seed))
+            res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed)
     except DiffSketchError as exc:
         raise fail(exc) from None
-    files = export_sketches([res.rough, res.sketch], user_dir(request) / f"rectify-{time.time_ns()}", stem="rectify",
-                            same_frame=True)
+    files = export_sketches([res.rough, res.sketch], output_dir(request, "rectify"), stem="rectify", same_frame=True)
     conf = ""
     if res.confidence_before is not None:
         conf = (f" Classifier's confidence in *{res.class_name}*: {res.confidence_before:.0%} before, "

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import gradio as gr
 
+from diffsketch_core.budgets import MAX_DDPM_SKETCHES
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.strokes.export import export as export_sketches
 from diffsketch_core.strokes.generate import generate
 
-from .common import SKIP_READY, fail, stroke_classes, svg_grid, user_dir
+from .common import SKIP_READY, as_choice, as_int, as_seed, fail, output_dir, stroke_classes, svg_grid
+
+MAX_COUNT = 16
 
 SAMPLER_LABELS = {"skip": "Fast: recognizability skipping", "schedule": "Fast: precomputed r(t) schedule",
                   "ddim": "DDIM, 30 steps", "ddpm": "Full: DDPM, 1000 steps"}
@@ -18,11 +19,18 @@ SAMPLER_LABELS = {"skip": "Fast: recognizability skipping", "schedule": "Fast: p
 
 def draw_strokes(class_name: str, count: float, sampler: str, seed: float, request: gr.Request | None = None):
     """-> (gallery PNGs, animated SVG preview HTML, info, download files)."""
+    if not isinstance(class_name, str):
+        raise gr.Error("Class must be the name of a class.")
+    sampler = as_choice(sampler, list(SAMPLER_LABELS), "Sampler")
+    count = as_int(count, "How many", 1, MAX_COUNT)
+    if sampler == "ddpm" and count > MAX_DDPM_SKETCHES:
+        raise gr.Error(f"The full sampler (1000 steps) draws at most {MAX_DDPM_SKETCHES} sketches per request here; "
+                       "ask for fewer or choose a faster sampler.")
     try:
-        gen = generate(None if class_name == "any" else class_name, int(count), sampler, seed=int(seed))
+        gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed))
     except DiffSketchError as exc:
         raise fail(exc) from None
-    files = export_sketches(gen.sketches, user_dir(request) / f"strokes-{time.time_ns()}", stem=class_name)
+    files = export_sketches(gen.sketches, output_dir(request, "strokes"), stem=class_name)
     per = gen.seconds / len(gen.sketches)
     info = (f"{len(gen.sketches)} sketch(es) of **{class_name}** with *{SAMPLER_LABELS[sampler]}*: "
             f"{gen.nfe} network evaluations per sketch, {gen.seconds:.2f} s in all ({per:.3f} s per sketch).")
@@ -34,7 +42,7 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             cls = gr.Dropdown(["any"] + stroke_classes(), value="any", label="Class")
-            count = gr.Slider(1, 16, value=4, step=1, label="How many")
+            count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="How many")
             sampler = gr.Radio([(SAMPLER_LABELS[k], k) for k in samplers], value=samplers[0], label="Sampler")
             seed = gr.Number(0, precision=0, label="Seed")
             go = gr.Button("Draw", variant="primary")

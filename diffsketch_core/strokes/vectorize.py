@@ -1,12 +1,15 @@
 """Raster drawing -> ordered strokes: threshold the ink, thin it to a one-pixel skeleton, trace the skeleton
 into polylines (8-connected walks that split at junctions), order them greedily (each stroke starts near where
-the last one ended, the first at the top-left), simplify with RDP, and return stroke-3."""
+the last one ended, the first at the top-left), simplify with RDP, and return stroke-3. A drawing that would trace to more paths than the budget (noise, a photo)
+is refused before tracing, with a sentence (`budgets.MAX_TRACED_PATHS`, `budgets.MAX_SKELETON_PIXELS`)."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import convolve
 from skimage.morphology import skeletonize
 
+from ..budgets import MAX_SKELETON_PIXELS, MAX_TRACED_PATHS
 from ..errors import BadInputError
 from ..images import ImageLike, load_image
 from .format import polylines_to_stroke3, rdp
@@ -54,16 +57,42 @@ def _trace(skel: np.ndarray) -> list[np.ndarray]:
     return paths
 
 
+def _count_paths(skel: np.ndarray) -> int:
+    """How many paths `_trace` would return, from the skeleton's pixel degrees (one convolution, no tracing):
+    each path starts at an end or junction, one per incident edge counted from both ends, plus isolated pixels.
+    Closed loops without any junction are not counted; they cannot be numerous in a budget-sized skeleton."""
+    s = skel.astype(np.uint8)
+    degree = convolve(s, np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8), mode="constant") * s
+    nodes = skel & (degree != 2)
+    return int((degree[nodes].sum() + 1) // 2 + (skel & (degree == 0)).sum())
+
+
+def _check_budget(skel: np.ndarray) -> None:
+    pixels = int(skel.sum())
+    if pixels > MAX_SKELETON_PIXELS:
+        raise BadInputError(f"The drawing has too much ink to trace ({pixels:,} pixels of line, more than "
+                            f"{MAX_SKELETON_PIXELS:,}): upload a line drawing on plain paper, not a photo or a filled image.")
+    paths = _count_paths(skel)
+    if paths > MAX_TRACED_PATHS:
+        raise BadInputError(f"The drawing breaks into about {paths:,} separate lines (more than {MAX_TRACED_PATHS:,}): "
+                            "it looks like noise or a photo. Upload a line drawing on plain paper, or draw on the canvas.")
+
+
 def _order(paths: list[np.ndarray]) -> list[np.ndarray]:
+    """Greedy order: each path starts near where the last one ended (reversed when its far end is nearer)."""
     remaining = sorted(paths, key=lambda p: (p[:, 1].min() + p[:, 0].min()))
-    ordered = [remaining.pop(0)]
-    while remaining:
+    heads = np.array([p[0] for p in remaining])
+    tails = np.array([p[-1] for p in remaining])
+    free = np.ones(len(remaining), bool)
+    free[0] = False
+    ordered = [remaining[0]]
+    for _ in range(len(remaining) - 1):
         end = ordered[-1][-1]
-        costs = [min(np.hypot(*(p[0] - end)), np.hypot(*(p[-1] - end))) for p in remaining]
-        p = remaining.pop(int(np.argmin(costs)))
-        if np.hypot(*(p[-1] - end)) < np.hypot(*(p[0] - end)):
-            p = p[::-1]
-        ordered.append(p)
+        d_head = np.where(free, np.hypot(*(heads - end).T), np.inf)
+        d_tail = np.where(free, np.hypot(*(tails - end).T), np.inf)
+        i = int(np.argmin(np.minimum(d_head, d_tail)))
+        free[i] = False
+        ordered.append(remaining[i][::-1] if d_tail[i] < d_head[i] else remaining[i])
     return ordered
 
 
@@ -77,7 +106,9 @@ def vectorize(image: ImageLike, epsilon: float = 1.5, min_length: float = 3.0, m
         mask = np.asarray(img) > 127
     if not mask.any():
         raise BadInputError("The drawing has no ink: draw some dark lines on a light background.")
-    paths = [p for p in _trace(skeletonize(mask)) if len(p) > 1 and np.abs(np.diff(p, axis=0)).sum() >= min_length]
+    skel = skeletonize(mask)
+    _check_budget(skel)
+    paths = [p for p in _trace(skel) if len(p) > 1 and np.abs(np.diff(p, axis=0)).sum() >= min_length]
     if not paths:
         raise BadInputError("The drawing is too small to trace: only specks of ink were found.")
     return polylines_to_stroke3([rdp(p, epsilon) for p in _order(paths)])
