@@ -35,6 +35,13 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
         raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
     if not files:
         raise gr.Error("Upload one or more photos.")
+    # typed at the boundary (any API client can send anything): uploaded files only, numbers in the widgets' ranges
+    files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files])]
+    size = common.as_choice(size, list(SIZES), "Output size")
+    line_weight = common.as_int(line_weight, "Line weight", -2, 3)
+    threshold = common.as_float(threshold, "Threshold", 0.0, 1.0)
+    if not isinstance(transparent, bool):
+        raise gr.Error("Transparent background must be true or false.")
     try:
         bb = common.backbone(source)
         model = PhotoToSketch(load_style(style_dir, bb), bb)

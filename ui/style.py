@@ -40,14 +40,16 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     """Generator: yields (status, example preview, sample preview, download, style state, train button)."""
     if source is None:
         raise gr.Error(NEEDS_WEIGHTS)
+    photo, sketch = common.received(photo, "The photo"), common.received(sketch, "The sketch")
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
+    iterations = common.as_int(iterations, "Iterations", 1, 100_000)
     key = session(request)
     if key in RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
     cancel = RUNNING[key] = threading.Event()  # registered first: Stop works while the trainer is set up
     try:
-        yield from _train(photo, sketch, caption, int(iterations), source, cancel, request)
+        yield from _train(photo, sketch, caption, iterations, source, cancel, request)
     finally:
         RUNNING.pop(key, None)
 
@@ -106,13 +108,16 @@ def stop_training(request: gr.Request | None = None) -> str:
 def upload_style(file: str | None, source: str | None, request: gr.Request | None = None) -> tuple[str, str]:
     if not file:
         raise gr.Error("Choose a style .zip to upload.")
+    file = common.received(file, "The style zip")
     folder = user_dir(request) / f"uploaded-{time.time_ns()}"
     try:
         unpack_style(file, folder)
         style = load_style(folder, common.backbone(source) if source else None)
-    except DiffSketchError as exc:
+    except BaseException as exc:  # any failure, not only ours: a refused upload leaves no folder behind
         shutil.rmtree(folder, ignore_errors=True)
-        raise fail(exc) from None
+        if isinstance(exc, DiffSketchError):
+            raise fail(exc) from None
+        raise
     return str(folder), f"Loaded style ({style.resolution} px, caption '{style.caption}')."
 
 
