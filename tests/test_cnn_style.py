@@ -1,0 +1,161 @@
+"""The CNN (VGG16-features) style path of issue 13: backbone, generator, one-shot trainer, styles, bad input."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from conftest import SHARED, requires_shared
+from diffsketch_core.diffusion import cnn
+from diffsketch_core.diffusion.cnn import load_cnn_backbone
+from diffsketch_core.errors import BadInputError, MissingWeightsError
+from diffsketch_core.style.cnn_generator import cnn_generator_for
+from diffsketch_core.style.cnn_photo2sketch import CNNPhotoToSketch
+from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig
+from diffsketch_core.style.store import load_style
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn():
+    return load_cnn_backbone(cnn.TINY_CNN, work_side=96)
+
+
+def _card(size=(128, 96)):
+    """A photo-like card and its line drawing (the shapes' outlines)."""
+    photo = Image.new("RGB", size, (235, 230, 220))
+    sketch = Image.new("L", size, 255)
+    w, h = size
+    for d, fill, width in ((ImageDraw.Draw(photo), (30, 40, 60), 0), (ImageDraw.Draw(sketch), None, 2)):
+        box, disc = [w * 0.2, h * 0.25, w * 0.5, h * 0.7], [w * 0.6, h * 0.3, w * 0.9, h * 0.7]
+        if width:
+            d.rectangle(box, outline=0, width=width)
+            d.ellipse(disc, outline=0, width=width)
+        else:
+            d.rectangle(box, fill=fill)
+            d.ellipse(disc, fill=(150, 60, 40))
+    return photo, sketch
+
+
+def _config(**kw):
+    return CNNTrainConfig(**({"iterations": 4, "bank": 4, "batch": 2, "lpips": 0.0, "preview_every": 2} | kw))
+
+
+def test_backbone_taps_and_generator_shapes(tiny_cnn):
+    x = torch.rand(2, 3, 64, 96)
+    feats = tiny_cnn.extract(x)
+    assert [tuple(f.shape[-2:]) for f in feats.values()] == [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
+    assert tiny_cnn.is_demo and tiny_cnn.fingerprint["weights"] == "random"
+    gen = cnn_generator_for(tiny_cnn)
+    out = gen(feats, torch.rand(2, 3, 128, 192))  # drawn at twice the size the backbone read
+    assert out.shape == (2, 1, 128, 192) and 0 <= out.min() and out.max() <= 1
+    assert tiny_cnn.work_size(481, 321) == (96, 64)
+
+
+def test_training_learns_the_example(tiny_cnn):
+    photo, sketch = _card()
+    trainer = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=40, lr=5e-3, bank=8))
+    before = trainer.example_loss()
+    trainer.run()
+    after = trainer.example_loss()
+    assert after < 0.7 * before, (before, after)
+
+
+def test_events_previews_and_stop(tiny_cnn):
+    photo, sketch = _card()
+    trainer = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=50), unlabeled=[photo.transpose(Image.Transpose.ROTATE_90)])
+    stop, events = threading.Event(), []
+
+    def on_event(e):
+        events.append(e)
+        if e.kind == "preview":
+            stop.set()
+
+    style = trainer.run(on_event, stop)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "cancelled" and "preview" in kinds
+    assert trainer.iteration == 2 and style.meta["iterations"] == 2
+    preview = next(e.preview for e in events if e.preview)
+    assert preview["example"].shape == (64, 96) and preview["sample"].shape == (96, 64)
+    assert "consistency" in events[1].losses
+
+
+def test_style_round_trip_and_apply(tiny_cnn, tmp_path):
+    photo, sketch = _card()
+    style = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config()).run()
+    style.save(tmp_path / "s")
+    loaded = load_style(tmp_path / "s", tiny_cnn)
+    assert loaded.kind == "cnn" and type(loaded.generator).__name__ == "CNNSketchGenerator"
+    a = CNNPhotoToSketch(style, tiny_cnn)(photo).sketch
+    b = CNNPhotoToSketch(loaded, tiny_cnn)(photo).sketch
+    assert a.size == photo.size and np.abs(np.asarray(a, float) - np.asarray(b, float)).max() <= 1
+
+
+def test_style_from_the_other_backbone_is_refused(tiny_cnn, tiny_backbone, tmp_path):
+    from diffsketch_core.diffusion.features import DEFAULT_TIMESTEPS
+    from diffsketch_core.style.archive import pack_style, unpack_style
+    from diffsketch_core.style.generator import generator_for
+    from diffsketch_core.style.store import Style
+
+    photo, sketch = _card()
+    CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=1)).run().save(tmp_path / "cnn")
+    unpacked = unpack_style(pack_style(tmp_path / "cnn", tmp_path / "cnn.zip"), tmp_path / "up")
+    with pytest.raises(BadInputError, match="CPU: VGG16 features backbone, but the Stable Diffusion"):
+        load_style(unpacked, tiny_backbone)
+    Style(generator_for(tiny_backbone, DEFAULT_TIMESTEPS), "", 128).save(tmp_path / "sd")
+    with pytest.raises(BadInputError, match="Stable Diffusion backbone, but the CPU: VGG16"):
+        load_style(tmp_path / "sd", tiny_cnn)
+    other = load_cnn_backbone(cnn.TINY_CNN, work_side=96)
+    other.weights = "imagenet"  # same shapes, other weights: refused too
+    with pytest.raises(BadInputError, match="differing in weights"):
+        load_style(tmp_path / "cnn", other)
+
+
+def test_bad_pairs(tiny_cnn):
+    photo, sketch = _card()
+    with pytest.raises(BadInputError, match="blank"):
+        CNNOneShotTrainer(tiny_cnn, photo, Image.new("L", photo.size, 255), _config())
+    dot = Image.new("L", photo.size, 255)
+    ImageDraw.Draw(dot).point((5, 5), 0)
+    ImageDraw.Draw(dot).point((50, 50), 200)
+    with pytest.raises(BadInputError, match="almost blank"):
+        CNNOneShotTrainer(tiny_cnn, photo, dot, _config())
+    with pytest.raises(BadInputError, match="at least 64"):
+        CNNOneShotTrainer(tiny_cnn, photo.resize((60, 40)), sketch.resize((60, 40)), _config())
+    as_photo = CNNOneShotTrainer(tiny_cnn, photo, photo, _config(iterations=1))
+    assert any("looks like a photo" in n for n in as_photo.notes)
+    wide = CNNOneShotTrainer(tiny_cnn, photo, sketch.resize((200, 90)), _config(iterations=1))
+    assert any("different shapes" in n and "stretched" in n for n in wide.notes)
+    assert not any("looks like a photo" in n for n in wide.notes)
+    huge = CNNOneShotTrainer(tiny_cnn, photo.resize((3000, 2250)), sketch.resize((3000, 2250)), _config(iterations=1))
+    assert max(huge.photo.size) == 96  # read at the work size whatever the upload
+
+
+def test_offline_vgg16_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="DIFFSKETCH_WEIGHTS_DIR"):
+        load_cnn_backbone("vgg16")
+    assert "vgg16_features_fp16.safetensors" in cnn.needs()
+    monkeypatch.delenv("DIFFSKETCH_WEIGHTS_DIR")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="offline"):
+        load_cnn_backbone("vgg16")
+    assert cnn.needs() is not None
+
+
+@requires_shared
+def test_pretrained_vgg16_from_the_weights_folder():
+    from safetensors.torch import load_file
+
+    bb = load_cnn_backbone("vgg16")
+    assert bb.fingerprint["weights"] == "imagenet" and not bb.is_demo and cnn.needs() is None
+    state = load_file(str(SHARED / "weights" / "vgg16" / "vgg16_features_fp16.safetensors"))
+    assert torch.equal(bb.net[28].weight, state["features.28.weight"].float())
+    assert bb.fingerprint["channels"] == [64, 128, 256, 512, 512]
+    # ImageNet features respond to structure: an edge excites relu3 more than a flat grey card does
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    edge = flat.clone()
+    edge[..., 32:] = 0.9
+    assert bb.extract(edge, ("relu3",))["relu3"].abs().mean() > bb.extract(flat, ("relu3",))["relu3"].abs().mean()
