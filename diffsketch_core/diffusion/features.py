@@ -1,8 +1,9 @@
 """Pull diffusion features out of a Stable Diffusion backbone (DESIGN.md section 4).
 
-Taps are module names. A tap on a `ResnetBlock2D` records its residual branch (the output of `conv2`,
-before the skip add), the convention of DiffSketch, Plug-and-Play and Diffusion Hyperfeatures; a tap on any
-other module records its output (attention outputs with tokens (B, L, C) are reshaped to NCHW).
+Taps are module paths with an optional kind (diffusion/taps.py has the catalogue). A bare UNet `ResnetBlock2D`
+tap records its residual branch (the output of `conv2`, before the skip add), the convention of DiffSketch,
+Plug-and-Play and Diffusion Hyperfeatures; a VAE-decoder resnet tap records the full block output (skip included);
+a tap on any other module records its output (tokens (B, L, C) are reshaped to NCHW).
 
 Shapes, for B images, G guidance branches (2: [uncond, cond], or 1), T timesteps and an SD-1.x UNet at
 latent size h x w (64 x 64 for 512 px):
@@ -20,15 +21,14 @@ The tiny backbone has the same names with widths 32/32/16/8 (UNet) and 32/32/16/
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from diffusers.models.resnet import ResnetBlock2D
 
 from .backbone import Backbone
 from .sampling import ddim_grid, ddim_sample, initial_noise
+from .taps import RES_OUT, AllTapsFired, Taps, to_nchw
 
 # DiffSketch's representative timesteps (DDIM-50 grid indices 0,3,8,12,16,21,25,28,32,35,39,43,47).
 DEFAULT_TIMESTEPS: tuple[int, ...] = (1, 61, 161, 241, 321, 421, 501, 561, 641, 701, 781, 861, 941)
@@ -64,62 +64,6 @@ class FeatureBundle:
     unet: UNetFeatures
     vae: VAEFeatures | None
     latents: torch.Tensor  # z0 in the scaled latent space, (B, 4, h, w)
-
-
-class _AllTapsFired(Exception):
-    """Raised from the last hook to skip the rest of a forward whose output nobody needs."""
-
-
-class Taps:
-    """Forward hooks on named modules for the length of a `with` block; hooks are always removed."""
-
-    def __init__(self, model: torch.nn.Module, names: Sequence[str], early_exit: bool = False):
-        self.model, self.names, self.early_exit = model, list(names), early_exit
-        self.records: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
-        self._fired: set[str] = set()
-        self._handles: list = []
-
-    def _module(self, name: str) -> torch.nn.Module:
-        try:
-            module = self.model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"No module named {name!r} in {type(self.model).__name__}") from None
-        return module.conv2 if isinstance(module, ResnetBlock2D) else module
-
-    def _hook(self, name: str):
-        def hook(_module, _inputs, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            self.records[name].append(out.detach())
-            self._fired.add(name)
-            if self.early_exit and len(self._fired) == len(self.names):
-                raise _AllTapsFired
-
-        return hook
-
-    def new_forward(self) -> None:
-        self._fired.clear()
-
-    def __enter__(self) -> "Taps":
-        # Resolve names at attach time: adapters (LoRA) replace modules, so a path resolved earlier could miss them.
-        self._handles = [self._module(n).register_forward_hook(self._hook(n)) for n in self.names]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-
-def _to_nchw(t: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
-    if t.ndim == 4:
-        return t
-    if t.ndim == 3:  # (B, L, C) tokens on a grid that is the latent grid downscaled by a power of two
-        b, length, c = t.shape
-        s = math.isqrt(latent_hw[0] * latent_hw[1] // length)
-        h, w = latent_hw[0] // s, latent_hw[1] // s
-        if h * w == length:
-            return t.transpose(1, 2).reshape(b, c, h, w)
-    raise ValueError(f"Cannot arrange a tap output of shape {tuple(t.shape)} as a feature map")
 
 
 class FeatureExtractor:
@@ -181,9 +125,9 @@ class FeatureExtractor:
                 taps.new_forward()
                 try:
                     unet(x[sl], t[sl], encoder_hidden_states=emb[sl])
-                except _AllTapsFired:
+                except AllTapsFired:
                     pass
-        return {n: torch.cat([_to_nchw(r, latent_hw) for r in recs]).to(self.out_dtype)
+        return {n: torch.cat([to_nchw(r, latent_hw) for r in recs]).to(self.out_dtype)
                 for n, recs in taps.records.items()}
 
     # ------------------------------------------------------------ generated images: along the trajectory
@@ -221,7 +165,7 @@ class FeatureExtractor:
         maps = {}
         for n in self.taps:
             # the CFG batch is [uncond..., cond...] -> (G, B, ...) -> (B, G, ...)
-            stacked = torch.stack([_to_nchw(per_t[t][n], latent_hw) for t in self.timesteps], 1)
+            stacked = torch.stack([to_nchw(per_t[t][n], latent_hw) for t in self.timesteps], 1)
             maps[n] = stacked.view(g, b, *stacked.shape[1:]).transpose(0, 1).to(self.out_dtype)
         names = ("uncond", "cond") if uncond is not None else ("cond",)
         return FeatureBundle(UNetFeatures(maps, self.timesteps, names), self.vae_features(z0), z0)
@@ -232,7 +176,7 @@ class FeatureExtractor:
         """Decode z0 (scaled latents) and record the decoder's mid and up resnets (full outputs) and the RGB."""
         vae = self.backbone.vae
         names = list(taps) if taps is not None else vae_decoder_taps(vae)
-        with Taps(vae, names) as rec:
+        with Taps(vae, names, resnet_kind=RES_OUT) as rec:
             rgb = vae.decode(z0.to(self.backbone.dtype) / self.backbone.scaling_factor).sample
         maps = {n: r[-1].to(self.out_dtype) for n, r in rec.records.items()}
         return VAEFeatures(maps, rgb.to(self.out_dtype))

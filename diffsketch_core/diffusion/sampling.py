@@ -15,6 +15,14 @@ from .backbone import Backbone
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (step index, timestep, latents x_t before the step)
 
 
+def stream_seed(seed: int, stream: int, index: int = 0) -> int:
+    """An independent seed for each (seed, stream, index), so noises drawn for different purposes (CDST starting
+    noise, extraction noise of the samples, extraction noise of the example and of inference) never coincide."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(stream), int(index)]).generate_state(1)[0])
+
+
 def initial_noise(shape: tuple[int, ...], seed: int | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Seeded noise drawn on the CPU, so the same seed gives the same latents on any device."""
     gen = torch.Generator("cpu").manual_seed(seed) if seed is not None else None

@@ -99,12 +99,15 @@ def prior_for(backbone: Backbone, captions_path: Path = CAPTIONS, n_components: 
 
 
 class CDSTConditions:
-    """Iteration -> text condition, mixing the example's caption embedding with prior samples."""
+    """Iteration -> text condition, mixing the example's caption embedding with prior samples.
+
+    The prior sample of iteration i depends only on (seed, i), not on how many were drawn before, so a training
+    resumed at any iteration (the app trains in chunks) draws the same conditions as one uninterrupted run."""
 
     def __init__(self, prior: ConditionPrior, example: torch.Tensor, horizon: int = 1000, seed: int = 50):
-        self.prior, self.example, self.horizon = prior, example.float().cpu(), horizon
-        self.gen = torch.Generator().manual_seed(seed)
+        self.prior, self.example, self.horizon, self.seed = prior, example.float().cpu(), horizon, seed
 
     def __call__(self, i: int, n: int = 1) -> torch.Tensor:
         w = cdst_weight(i, self.horizon)
-        return w * self.example.expand(n, -1, -1) + (1 - w) * self.prior.sample(n, self.gen)
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, i]).generate_state(1)[0]))
+        return w * self.example.expand(n, -1, -1) + (1 - w) * self.prior.sample(n, gen)

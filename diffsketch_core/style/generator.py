@@ -105,8 +105,10 @@ class SketchGenerator(ModelMixin, ConfigMixin):
         if t == 0 or len(unet_channels) != len(unet_taps) or len(vae_channels) != len(vae_taps):
             raise ValueError("SketchGenerator needs timesteps and one channel count per UNet and VAE tap")
         lo, hi = list(unet_channels[:level1_layers]), list(unet_channels[level1_layers:])
-        self.level1 = Aggregator(lo, t, level1_dim, level1_groups)
-        self.level2 = Aggregator(hi, t, level2_dim, level2_groups, extra_channels=[level1_dim])
+        # level 1 takes the taps below latent resolution, level 2 those at it (either may be empty: any tap
+        # set from the catalogue, DESIGN.md section 4); level 2 always has the level-1 slot when level 1 exists
+        self.level1 = Aggregator(lo, t, level1_dim, level1_groups) if lo else None
+        self.level2 = Aggregator(hi, t, level2_dim, level2_groups, extra_channels=[level1_dim] if lo else [])
         # VAE taps by stage: mid (2) + up_blocks[0] (3) at latent size, then 3 per doubling (SD layout)
         self.stages = [list(range(0, 5)), list(range(5, 8)), list(range(8, 11)), list(range(11, 14))]
         self.reduce = nn.ModuleList()
@@ -122,11 +124,11 @@ class SketchGenerator(ModelMixin, ConfigMixin):
             cin = width + len(self.stages[s + 1]) * vae_reduce[s + 1]
         self.final = nn.Sequential(_conv_block(cin + 3, ffd_widths[-1], 4), nn.Conv2d(ffd_widths[-1], 1, 1))
 
-    def _unet_aggregate(self, maps: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _unet_aggregate(self, maps: dict[str, torch.Tensor], top: tuple[int, int]) -> torch.Tensor:
+        """maps at up to latent size `top` -> (B, G * level2_dim, *top)."""
         cfg = self.config
         feats = [maps[name].float() for name in cfg.unet_taps]  # each (B, G, T, C, H, W)
         b, g = feats[0].shape[:2]
-        top = feats[-1].shape[-2:]
         half = (top[0] // 2, top[1] // 2)
 
         def at(f: torch.Tensor, size) -> torch.Tensor:
@@ -136,16 +138,18 @@ class SketchGenerator(ModelMixin, ConfigMixin):
             n, t = f.shape[:2]
             return F.interpolate(f.flatten(0, 1), size=size, mode="bilinear").unflatten(0, (n, t))
 
-        lvl1 = self.level1([at(f, half) for f in feats[:cfg.level1_layers]])
-        up1 = F.interpolate(lvl1, size=top, mode="bilinear")
-        lvl2 = self.level2([at(f, top) for f in feats[cfg.level1_layers:]], [up1])
+        extras = []
+        if self.level1 is not None:
+            lvl1 = self.level1([at(f, half) for f in feats[:cfg.level1_layers]])
+            extras = [F.interpolate(lvl1, size=top, mode="bilinear")]
+        lvl2 = self.level2([at(f, top) for f in feats[cfg.level1_layers:]], extras)
         return lvl2.unflatten(0, (b, g)).flatten(1, 2)  # [uncond, cond] halves on channels
 
     def forward(self, features: FeatureBundle) -> torch.Tensor:
         """Sketch (B, 1, H, W) in [0, 1] (1 = paper) at the VAE's output resolution."""
         if features.vae is None:
             raise ValueError("The generator needs VAE-decoder features (extract with with_vae=True)")
-        x = self._unet_aggregate(features.unet.maps)
+        x = self._unet_aggregate(features.unet.maps, tuple(features.latents.shape[-2:]))
         vae = [features.vae.maps[name].float() for name in self.config.vae_taps]
         reduced = [blk(red(f)) for red, blk, f in zip(self.reduce, self.vae_blocks, vae)]
         for s, fuse in enumerate(self.fuse):
@@ -155,19 +159,26 @@ class SketchGenerator(ModelMixin, ConfigMixin):
         return torch.sigmoid(self.final(x))
 
 
-def generator_for(backbone, timesteps, features: FeatureBundle | None = None, **overrides) -> SketchGenerator:
-    """A generator sized for `backbone`: tap names and widths read off the models, projection widths scaled
-    down for small (test) backbones so GroupNorm and memory stay sensible."""
+def generator_for(backbone, timesteps, features: FeatureBundle | None = None, taps=None, **overrides) -> SketchGenerator:
+    """A generator sized for `backbone` and a UNet tap set (default: DiffSketch's 12 decoder resnets; any taps of
+    the catalogue in diffusion/taps.py): widths read off a meta-device dry run, taps below latent resolution to
+    level 1 and at it to level 2, projection widths scaled down for small (test) backbones."""
     from ..diffusion.features import decoder_taps, vae_decoder_taps
+    from ..diffusion.taps import describe
 
     unet, vae = backbone.unet, backbone.vae
-    unet_taps = decoder_taps(unet)
-    unet_ch = [unet.up_blocks[int(n.split(".")[1])].resnets[int(n.split(".")[3])].conv2.out_channels for n in unet_taps]
+    latent = backbone.resolution // backbone.vae_scale_factor
+    shapes = describe(unet, list(taps) if taps is not None else decoder_taps(unet), (latent, latent))
+    lo = [n for n, (_c, h, _w) in shapes.items() if h < latent]
+    hi = [n for n, (_c, h, _w) in shapes.items() if h >= latent]
+    unet_taps = lo + hi
+    unet_ch = [shapes[n][0] for n in unet_taps]
     vae_taps = vae_decoder_taps(vae)
     vae_ch = [vae.get_submodule(n).conv2.out_channels for n in vae_taps]
     small = max(unet_ch) < 320
     cfg = dict(unet_channels=tuple(unet_ch), unet_taps=tuple(unet_taps), vae_channels=tuple(vae_ch),
-               vae_taps=tuple(vae_taps), timesteps=tuple(int(t) for t in timesteps), backbone=backbone.fingerprint)
+               vae_taps=tuple(vae_taps), timesteps=tuple(int(t) for t in timesteps), backbone=backbone.fingerprint,
+               level1_layers=len(lo))
     if small:
         cfg |= dict(level1_dim=32, level2_dim=16, level1_groups=4, level2_groups=4, vae_reduce=(4, 4, 4, 4),
                     ffd_widths=(16, 16, 8))

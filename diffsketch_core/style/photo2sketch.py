@@ -22,6 +22,7 @@ from ..errors import BadInputError, DiffSketchError
 from ..diffusion.features import FeatureExtractor, image_to_tensor
 from ..images import ImageLike, load_image
 from .store import Style, load_style
+from .training import DEFAULT_CAPTION, example_seed
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -33,11 +34,24 @@ class SketchResult:
 
 
 class PhotoToSketch:
-    def __init__(self, style: Style, backbone: Backbone, caption: str | None = None, seed: int = 50,
+    """DESIGN (train/inference parity): every photo is extracted exactly as the style's example was, with the
+    style's taps and timesteps, its training seed's example noise and, unless `caption` is given, the style's own
+    caption, so the style applied to its own training photo reproduces the trainer's reconstruction bit for bit.
+
+    Why the example's caption on other photos: the generator learned the example with that condition and the CDST
+    samples with conditions that start at it and drift through the caption prior; it never saw the unconditional
+    embedding as the cond half (an empty caption), so "" is no better a match for an unrelated photo than the
+    style's caption, and worse for photos like the example. A per-photo caption (`caption=`, the CLI's --caption,
+    the app's caption box) is the matched condition when the user knows what the photos show."""
+
+    def __init__(self, style: Style, backbone: Backbone, caption: str | None = None, seed: int | None = None,
                  max_batch: int = 26):
-        self.style, self.bb, self.seed = style, backbone, seed
-        self.extractor = FeatureExtractor(backbone, timesteps=style.timesteps, max_batch=max_batch)
-        text = caption if caption is not None else (style.caption or "a photo")
+        self.style, self.bb = style, backbone
+        train_seed = int(style.meta.get("seed", 50)) if seed is None else seed
+        self.seed = example_seed(train_seed)
+        taps = style.generator.config.unet_taps or None
+        self.extractor = FeatureExtractor(backbone, taps=taps, timesteps=style.timesteps, max_batch=max_batch)
+        text = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
         self.cond, self.uncond = backbone.encode_prompt(text), backbone.encode_prompt("")
 
     @torch.no_grad()
@@ -92,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.style.photo2sketch", __doc__)
     p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.training")
     p.add_argument("--backbone", default=None, help="hub id, local dir or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
-    p.add_argument("--caption", default=None)
+    p.add_argument("--caption", default=None, help="what these photos show (default: the style's own caption)")
+    p.add_argument("--seed", type=int, default=None, help="extraction seed (default: the style's training seed)")
     p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
     return p
 
@@ -102,7 +117,7 @@ def _main(args: argparse.Namespace) -> int:
         raise BadInputError("give at least one photo (or folder) and an output folder")
     *sources, out_dir = args.inputs
     bb = load_backbone(args.backbone)
-    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption)
+    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed)
     photos = list_photos(sources)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,12 +32,21 @@ from .generator import SketchGenerator, generator_for
 from ..images import ImageLike, load_image
 from ..perceptual import ClipImageEncoder, load_clip, load_lpips
 from .losses import DiffSketchLoss, LossWeights
-from ..diffusion.sampling import ddim_sample
+from ..diffusion.sampling import ddim_sample, stream_seed
 from ..diffusion.timesteps import read_timesteps
-from .sketches import load_sketch
+from .sketches import INVERT_CHOICES, parse_invert, prepare_sketch
 from .store import Style
 
 MIN_SIDE = 64
+# An empty caption is not left empty. DESIGN: the example's condition is the caption's embedding; "" would make it
+# the unconditional embedding, so the cond and uncond halves of the example's features would be equal and CDST's
+# first samples (weight 1 on the example's condition) plain unconditional draws: "start near the example" is lost.
+# A neutral caption keeps a real text condition; it is recorded in style.json and used again at inference, and the
+# user is told (app and CLI note) that a caption of their own is better.
+DEFAULT_CAPTION = "a photo"
+# Noise streams (diffusion.sampling.stream_seed): each purpose draws its own noise from the training seed, so the
+# extraction noise of a sample never equals the starting noise x_T that drew it, nor the example's noise.
+EXAMPLE_STREAM, XT_STREAM, SAMPLE_STREAM = 0, 1, 2
 
 
 class CancelFlag(Protocol):
@@ -58,11 +67,12 @@ class TrainConfig:
     timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS
     max_batch: int = 26  # UNet rows per forward
     weights: LossWeights = field(default_factory=LossWeights)
+    taps: tuple[str, ...] | None = None  # UNet taps (diffusion/taps.py catalogue); None: DiffSketch's 12 resnets
 
 
 @dataclass
 class TrainEvent:
-    kind: str  # "start" | "step" | "preview" | "done" | "cancelled"
+    kind: str  # "start" | "step" | "preview" | "paused" (a chunk ended, see run(until=)) | "done" | "cancelled"
     iteration: int
     total: int
     losses: dict[str, float] = field(default_factory=dict)
@@ -82,55 +92,77 @@ def _to_uint8(sketch: torch.Tensor) -> np.ndarray:
     return (sketch[0, 0].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
+def example_seed(seed: int) -> int:
+    """Extraction seed of the example photo, and so of every photo at inference (Photo -> Sketch)."""
+    return stream_seed(seed, EXAMPLE_STREAM)
+
+
 class OneShotTrainer:
     def __init__(self, backbone: Backbone, photo: ImageLike, sketch: ImageLike, caption: str = "",
                  config: TrainConfig | None = None, clip: ClipImageEncoder | None = None,
                  lpips_model: torch.nn.Module | None = None, generator: SketchGenerator | None = None,
-                 prior: ConditionPrior | None = None):
+                 prior: ConditionPrior | None = None, invert: str | bool | None = "auto"):
         self.bb, self.cfg = backbone, config or TrainConfig()
+        self.notes: list[str] = []
         self.caption = caption.strip()
+        if not self.caption:
+            self.caption = DEFAULT_CAPTION
+            self.notes.append(f"No caption given: '{DEFAULT_CAPTION}' is used (and kept with the style). A caption "
+                              "saying what the photo shows makes the first training samples resemble it.")
         res = self.cfg.resolution or backbone.resolution
         multiple = backbone.vae_scale_factor * 2 ** (len(backbone.unet.config.block_out_channels) - 1)
         if res % multiple:
             raise BadInputError(f"Training resolution must be a multiple of {multiple}, got {res}.")
         self.res = res
         loaded = load_image(photo)
-        self.notes = list(loaded.notes)
+        self.notes += loaded.notes
         if min(loaded.image.size) < MIN_SIDE:
             raise BadInputError(f"The photo is {loaded.image.size[0]}x{loaded.image.size[1]}; at least {MIN_SIDE} px a side is needed.")
-        target, sketch_notes = load_sketch(sketch, size=loaded.image.size)
+        self.invert = parse_invert(invert)
+        target, sketch_notes, self.sketch_inverted = prepare_sketch(sketch, loaded.image.size, self.invert)
         self.notes += sketch_notes
         dev = backbone.device
         # both stretched to the square training size; inference does the same and resizes back
         self.photo = image_to_tensor(loaded.image, (res, res)).to(dev)
         target_img = Image.fromarray((target * 255).astype(np.uint8), "L").resize((res, res), Image.Resampling.LANCZOS)
         self.target = torch.from_numpy(np.asarray(target_img, np.float32) / 255.0)[None, None].to(dev)
-        self.extractor = FeatureExtractor(backbone, timesteps=self.cfg.timesteps, max_batch=self.cfg.max_batch)
+        self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
+        # the extractor reads the generator's taps, as Photo -> Sketch does
+        self.extractor = FeatureExtractor(backbone, taps=self.generator.config.unet_taps, timesteps=self.cfg.timesteps,
+                                          max_batch=self.cfg.max_batch)
         self.uncond = backbone.encode_prompt("")
         self.example_cond = backbone.encode_prompt(self.caption)
-        self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=self.cfg.seed)
-        self.generator = (generator or generator_for(backbone, self.cfg.timesteps)).to(dev)
+        self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=example_seed(self.cfg.seed))
         self.clip = (clip or load_clip(device=dev)).to(dev)
         if self.cfg.weights.lpips > 0 and lpips_model is None:
             lpips_model = load_lpips(dev)
         self.loss = DiffSketchLoss(self.clip, lpips_model if self.cfg.weights.lpips > 0 else None, self.cfg.weights)
-        photo01 = (self.photo + 1) / 2
-        self.e_s_ex, self.e_i_ex = self.loss.embed_example(self.target, photo01)
+        # DESIGN: the example's image side of the directional CLIP losses is its VAE reconstruction, as the
+        # samples' is theirs (VAE decodes), so the example-to-sample direction measures content, not VAE artefacts.
+        self.e_s_ex, self.e_i_ex = self.loss.embed_example(self.target, self.example_image)
         self.conditions = CDSTConditions(prior or prior_for(backbone), self.example_cond[0], self.cfg.horizon, self.cfg.seed)
         self.opt = torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr)
         self._queue: list[FeatureBundle] = []
         self.iteration = 0
 
+    @property
+    def example_image(self) -> torch.Tensor:
+        """The example's VAE reconstruction in [0, 1], (1, 3, H, W)."""
+        return (self.example.vae.rgb.float().clamp(-1, 1) + 1) / 2
+
     def _refill(self) -> None:
-        """Draw the next `gen_batch` CDST images and extract their features in one batched pass."""
+        """Draw the CDST images of the block of `gen_batch` iterations the current one is in, and extract their
+        features in one batched pass. Blocks start at multiples of gen_batch, so a resumed run sees the same
+        samples as an uninterrupted one."""
         n = self.cfg.gen_batch
-        cond = torch.cat([self.conditions(self.iteration + k) for k in range(n)]).to(self.bb.device, self.bb.dtype)
+        first = self.iteration - self.iteration % n
+        cond = torch.cat([self.conditions(first + k) for k in range(n)]).to(self.bb.device, self.bb.dtype)
         latent = self.res // self.bb.vae_scale_factor
         z0 = ddim_sample(self.bb, cond, self.uncond, steps=self.cfg.sample_steps, guidance=self.cfg.guidance,
-                         seed=self.cfg.seed + self.iteration, latent_hw=(latent, latent))
-        bundle = FeatureBundle(self.extractor.unet_features(z0, cond, self.uncond, seed=self.cfg.seed + self.iteration),
-                               self.extractor.vae_features(z0), z0)
-        self._queue = [_slice(bundle, k) for k in range(n)]
+                         seed=stream_seed(self.cfg.seed, XT_STREAM, first), latent_hw=(latent, latent))
+        feats = self.extractor.unet_features(z0, cond, self.uncond, seed=stream_seed(self.cfg.seed, SAMPLE_STREAM, first))
+        bundle = FeatureBundle(feats, self.extractor.vae_features(z0), z0)
+        self._queue = [_slice(bundle, k) for k in range(self.iteration - first, n)]
 
     def step(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         if not self._queue:
@@ -154,11 +186,36 @@ class OneShotTrainer:
         s_rec = self.generator(self.example)
         return float(self.loss(s_rec, self.target, self.e_s_ex, self.e_i_ex)["total"])
 
-    def run(self, on_event: Optional[Callable[[TrainEvent], None]] = None, cancel: CancelFlag | None = None) -> Style:
+    # ------------------------------------------------------------ resumable chunks (the app on ZeroGPU)
+    def state_dict(self) -> dict:
+        """What a later trainer built from the same inputs needs to go on exactly where this one stopped
+        (CPU tensors; the CDST conditions and noises depend only on the seed and the iteration)."""
+        def cpu(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach().cpu().clone()
+            if isinstance(x, dict):
+                return {k: cpu(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [cpu(v) for v in x]
+            return x
+
+        return {"iteration": self.iteration, "generator": cpu(self.generator.state_dict()),
+                "optimizer": cpu(self.opt.state_dict())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.opt.load_state_dict(state["optimizer"])  # Adam moves its moments to the parameters' device
+        self.iteration = int(state["iteration"])
+        self._queue = []
+
+    def run(self, on_event: Optional[Callable[[TrainEvent], None]] = None, cancel: CancelFlag | None = None,
+            until: int | None = None) -> Style:
+        """Train to cfg.iterations, or only up to iteration `until` (a chunk: the last event is then "paused")."""
         emit = on_event or (lambda e: None)
         total, start = self.cfg.iterations, time.perf_counter()
+        stop_at = total if until is None else min(total, until)
         emit(TrainEvent("start", self.iteration, total, notes=self.notes))
-        while self.iteration < total:
+        while self.iteration < stop_at:
             if cancel is not None and cancel.is_set():
                 emit(TrainEvent("cancelled", self.iteration, total, seconds=time.perf_counter() - start))
                 return self.style()
@@ -168,11 +225,14 @@ class OneShotTrainer:
             if self.iteration % self.cfg.preview_every == 0 or self.iteration == total:
                 preview = {"example": _to_uint8(s_rec), "sample": _to_uint8(s_i)}
             emit(TrainEvent("preview" if preview else "step", self.iteration, total, losses, elapsed, preview))
-        emit(TrainEvent("done", self.iteration, total, seconds=time.perf_counter() - start))
+        kind = "done" if self.iteration >= total else "paused"
+        emit(TrainEvent(kind, self.iteration, total, seconds=time.perf_counter() - start))
         return self.style()
 
     def style(self) -> Style:
-        meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo}
+        # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
+        meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
+                "sketch_inverted": self.sketch_inverted}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -190,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--gen-batch", type=int, default=4)
     p.add_argument("--timesteps", default=None, help="JSON file written by diffsketch_core.diffusion.timesteps")
+    p.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+                   help="invert the sketch: auto (guess which side is paper), yes, or no")
+    p.add_argument("--taps", default=None,
+                   help="comma-separated UNet taps, e.g. 'up_blocks.1.resnets.0:res-out,up_blocks.1.attentions.0:self-q' "
+                        "(default: DiffSketch's 12 decoder resnets, residual branch)")
+    p.add_argument("--seed", type=int, default=50)
     return p
 
 
@@ -202,10 +268,15 @@ def _report(e: TrainEvent) -> None:
 def _main(args: argparse.Namespace) -> int:
     bb = load_backbone(args.backbone)
     cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
-                      resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch)
+                      resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
+                      seed=args.seed, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
-    trainer = OneShotTrainer(bb, args.photo, args.sketch, args.caption, cfg, clip=load_clip(args.clip, bb.device))
+    try:
+        trainer = OneShotTrainer(bb, args.photo, args.sketch, args.caption, cfg, clip=load_clip(args.clip, bb.device),
+                                 invert=args.invert)
+    except ValueError as exc:  # an unknown tap name or kind
+        raise BadInputError(str(exc)) from None
     for note in trainer.notes:
         cli.note(note)
     trainer.run(_report).save(args.out)
