@@ -37,5 +37,13 @@ def weights_dir() -> Path | None:
     return path
 
 
+CONTROLNET_ENV = "DIFFSKETCH_CONTROLNET"
+
+
+def controlnet_model() -> str | None:
+    """Sketch -> Picture's scribble/lineart ControlNet: hub id or local diffusers folder; None when unset."""
+    return os.environ.get(CONTROLNET_ENV) or None
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
