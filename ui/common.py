@@ -229,6 +229,7 @@ def _image_header_check(payload, label: str) -> None:
     path = getattr(payload, "path", None)
     if not path or getattr(payload, "url", "") and str(payload.url).startswith("data:"):
         return
+    received(path, label)  # Gradio has checked this already; never open a file it did not receive
     if str(path).lower().endswith(".svg"):
         raise gr.Error(f"{label}: SVG files are not supported; upload a PNG, JPEG or WebP image.")
     try:
@@ -256,12 +257,13 @@ def _guard(block) -> None:
     label = block.label or type(block).__name__
     is_image = isinstance(block, gr.Image)
     is_number = isinstance(block, (gr.Number, gr.Slider))
+    is_slider = isinstance(block, gr.Slider)  # a Number may be empty (None); a Slider never is
 
     def preprocess(payload):
         if is_image:
             _image_header_check(payload, label)
-        if is_number and payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
-                                                  or not math.isfinite(payload)):
+        if is_number and (payload is not None or is_slider) and (
+                isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload)):
             raise gr.Error(f"{label} must be a finite number.")
         try:
             return original(payload)
