@@ -45,7 +45,7 @@ def check_pixels(width: int, height: int) -> None:
         raise BadInputError(TOO_MANY_PIXELS.format(w=width, h=height, mp=width * height / 1e6, limit=MAX_PIXELS / 1e6))
 
 
-def _open(source: ImageLike) -> Image.Image:
+def _open(source: ImageLike, max_side: int = MAX_SIDE) -> Image.Image:
     if isinstance(source, Image.Image):
         check_pixels(*source.size)
         return source
@@ -64,6 +64,8 @@ def _open(source: ImageLike) -> Image.Image:
                     raise BadInputError("No such image file.")
                 img = Image.open(path)
         check_pixels(*img.size)  # header only: nothing decoded yet
+        if img.format == "JPEG" and max(img.size) > 2 * max_side:
+            img.draft("RGB", (max_side, max_side))  # decode at 1/2..1/8 scale: a big photo is downscaled anyway
         img.load()
         return img
     except Image.DecompressionBombError:
@@ -122,14 +124,14 @@ def load_image(source: ImageLike, max_side: int = MAX_SIDE, min_side: int = MIN_
     if source is None:
         raise BadInputError("No image was given.")
     notes: list[str] = []
-    img = _to_rgb(_open(source), notes)
+    img = _to_rgb(_open(source, max_side), notes)
     w, h = img.size
     if min(w, h) < min_side:
         raise BadInputError(f"The image is {w}x{h} pixels; at least {min_side}x{min_side} is needed.")
     if max(w, h) > max_side:
         scale = max_side / max(w, h)
         size = (max(min_side, round(w * scale)), max(min_side, round(h * scale)))
-        img = img.resize(size, Image.Resampling.LANCZOS)
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)  # box-reduce first when 4x or more: faster, same look
         notes.append(f"Large image ({w}x{h}) downscaled to {size[0]}x{size[1]}.")
     return LoadedImage(img, notes)
 
