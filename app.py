@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui import backbone_panel, classic, common, photo, rectify, strokes, style
+from ui import backbone_panel, classic, common, photo, picture, rectify, strokes, style
 
 QUEUE_SIZE = 32
 MAX_FILE_SIZE = "50mb"  # any upload; a style zip is well under it
@@ -20,7 +20,8 @@ def build_demo() -> gr.Blocks:
         backbone = gr.State(None)
         style_state = gr.State(None)
         source, demo_box, load, status = backbone_panel.build()
-        with gr.Tabs():
+        strokes_parts = rectify_parts = None  # the hand-overs to Sketch -> Picture
+        with gr.Tabs() as tabs:
             with gr.Tab("Classic sketch", id="classic"):
                 classic.build()
             with gr.Tab("Style", id="style"):
@@ -29,12 +30,17 @@ def build_demo() -> gr.Blocks:
                 photo_banner = photo.build(backbone, style_state)
             if common.STROKES_READY:  # tabs appear only with the checkpoints they need
                 with gr.Tab("Draw strokes", id="strokes"):
-                    strokes.build()
+                    strokes_parts = strokes.build()
                 with gr.Tab("Rectify", id="rectify"):
-                    rectify.build()
-        load.click(backbone_panel.load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner])
+                    rectify_parts = rectify.build()
+            with gr.Tab("Sketch -> Picture", id="picture"):
+                picture_tab = picture.build(backbone)
+        picture.handover(tabs, picture_tab, rectify_parts, strokes_parts)
+        load.click(backbone_panel.load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner]
+                   ).then(common.banner, [backbone], [picture_tab.banner])
         # demo mode trains in seconds: start the slider where a try-out makes sense
         demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])
+        demo_box.change(lambda d: gr.update(value=10 if d else 30), [demo_box], [picture_tab.steps])
         demo.unload(common.cleanup)
     # The queue holds QUEUE_SIZE waiting requests (one more is refused with "queue is full"); each CPU tab runs
     # 2 at a time, the GPU jobs (training, Photo -> Sketch) 1 (ui/style.py, ui/photo.py); budgets.py bounds each.

@@ -145,3 +145,31 @@ def test_draw_two_strokes_on_the_canvas_and_rectify(page):
     page.get_by_text("Rectified as").wait_for(timeout=120_000)
     after = page.locator(".block", has=page.get_by_text("After", exact=True)).locator("img").first
     assert ".png" in (after.get_attribute("src") or "")
+
+
+def test_rectify_canvas_hands_over_to_sketch_to_picture_and_generates(page):
+    from ui import common
+    if not common.STROKES_READY:
+        pytest.skip("no stroke checkpoint, so no Rectify tab")
+    page.get_by_text(re.compile(r"^Backbone \(Stable Diffusion 1\.x")).click()  # the label may grow
+    page.get_by_label("Demo backbone (tiny, random weights)").check()
+    page.get_by_role("button", name="Load", exact=True).click()
+    page.get_by_text(re.compile("^Loaded")).wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Rectify").click()
+    canvas = page.locator("#rectify-canvas canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.3 * box["height"])
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(box["x"] + (0.2 + 0.06 * k) * box["width"], box["y"] + (0.3 + 0.04 * k) * box["height"])
+    page.mouse.up()
+    page.get_by_text("1 strokes").wait_for()
+    page.get_by_role("button", name="Send to Sketch -> Picture").click()
+    page.locator("#picture-sketch img").first.wait_for(timeout=30_000)  # the tab switched and holds the drawing
+    page.get_by_text("Demo backbone", exact=False).first.wait_for()
+    page.get_by_label("Prompt: what the picture shows").fill("a cat")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text(re.compile(r"^1 picture\(s\), 128x128 px")).wait_for(timeout=60_000)
+    shown = page.locator(".block", has=page.get_by_text("Pictures", exact=True)).locator("img").first
+    assert ".png" in (shown.get_attribute("src") or "")

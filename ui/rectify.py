@@ -68,7 +68,8 @@ def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, se
     return files.pngs[0], files.pngs[1], svg_grid([res.sketch]), info, [files.svgs[1], files.pngs[1], files.npz]
 
 
-def build() -> None:
+def build() -> tuple[gr.Button, gr.Image, gr.Image, gr.HTML]:
+    """-> the hand-over to Sketch -> Picture: (its button, After, the upload, the canvas); app.py wires it."""
     with gr.Row():
         with gr.Column():
             canvas = canvas_component.build("rectify-canvas")
@@ -91,6 +92,8 @@ def build() -> None:
         after = gr.Image(label="After", format="png", interactive=False)
         animated = gr.HTML(label="After, animated")
     files = gr.File(label="Downloads (SVG, PNG, npz)", file_count="multiple")
+    send = gr.Button("Send to Sketch -> Picture")
     auto.change(lambda a: gr.update(interactive=not a), [auto], [strength])
     go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed, auto],
              [before, after, animated, info, files], api_name="rectify", concurrency_limit=2)
+    return send, after, upload, canvas

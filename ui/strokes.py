@@ -37,7 +37,8 @@ def draw_strokes(class_name: str, count: float, sampler: str, seed: float, reque
     return files.pngs, svg_grid(gen.sketches), info, [files.zip, files.npz] + files.svgs
 
 
-def build() -> None:
+def build() -> tuple[gr.Button, gr.Gallery]:
+    """-> the hand-over to Sketch -> Picture: (its button, the gallery); app.py wires it."""
     samplers = [k for k in SAMPLER_LABELS if SKIP_READY or k not in ("skip", "schedule")]
     with gr.Row():
         with gr.Column(scale=1):
@@ -51,5 +52,7 @@ def build() -> None:
             preview = gr.HTML(label="Animated preview")
             gallery = gr.Gallery(label="Sketches", format="png", columns=4, height=260)
             files = gr.File(label="Downloads (zip, npz, SVG)", file_count="multiple")
+            send = gr.Button("Send the first sketch to Sketch -> Picture")
     go.click(draw_strokes, [cls, count, sampler, seed], [gallery, preview, info, files], api_name="draw_strokes",
              concurrency_limit=2)
+    return send, gallery
