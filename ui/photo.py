@@ -28,7 +28,7 @@ def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, tran
 
 @GPU(duration=120)
 def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
-                       request: gr.Request | None = None, progress=gr.Progress()):
+                       request: gr.Request | None = None, progress=gr.Progress(), caption=None):
     if source is None:
         raise gr.Error(NEEDS_WEIGHTS)
     if not style_dir:
@@ -44,7 +44,8 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
         raise gr.Error("Transparent background must be true or false.")
     try:
         bb = common.backbone(source)
-        model = PhotoToSketch(load_style(style_dir, bb), bb)
+        text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
+        model = PhotoToSketch(load_style(style_dir, bb), bb, text)
     except DiffSketchError as exc:
         raise fail(exc) from None
     out_dir = user_dir(request) / f"sketches-{time.time_ns()}"
@@ -79,11 +80,12 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             weight = gr.Slider(-2, 3, value=0, step=1, label="Line weight (px thinner / thicker)")
             threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold (0 = keep grey tones)")
             transparent = gr.Checkbox(False, label="Transparent background")
+            caption = gr.Textbox(label="What these photos show (optional; empty: the style's own caption)")
             run = gr.Button("Sketch photos", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="Sketches", format="png", columns=2)
             download = gr.DownloadButton("Download all (.zip)")
             note = gr.Markdown()
-    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone],
+    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption],
               [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
     return banner

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -16,11 +18,15 @@ from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
 from diffsketch_core.style.archive import pack_style, unpack_style
 from diffsketch_core.style.store import load_style
-from diffsketch_core.style.training import OneShotTrainer, TrainConfig, TrainEvent
+from diffsketch_core.style.sketches import guess_polarity, sketch_grey
+from diffsketch_core.style.training import (ChunkPlan, OneShotTrainer, TrainConfig, TrainEvent, iteration_seconds,
+                                            plan_chunks)
 
 from . import common
 from .classic import classic_sketch, method_choices
 from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, session, user_dir
+
+ZERO_GPU = os.getenv("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
 def make_starting_sketch(photo: str | None, method: str, request: gr.Request | None = None) -> str:
@@ -29,15 +35,33 @@ def make_starting_sketch(photo: str | None, method: str, request: gr.Request | N
     return classic_sketch(photo, method, request)[0]
 
 
+INVERT_CHOICES = [("auto", "auto"), ("keep as drawn", "no"), ("invert", "yes")]
+
+
+def polarity_guess(sketch: str | None) -> str:
+    """The polarity guess for the uploaded sketch, shown before training so the user can flip it."""
+    if not sketch:
+        return ""
+    try:
+        guess = guess_polarity(sketch_grey(common.received(sketch, "The sketch"))[0])
+    except (DiffSketchError, gr.Error) as exc:
+        return str(exc)
+    return guess.describe + (" Choose *keep as drawn* below if that is wrong." if guess.invert
+                             else " Choose *invert* below if it is light lines on dark paper.")
+
+
 def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | None]:
     if not event.preview:
         return gr.skip(), gr.skip()
     return event.preview["example"], event.preview["sample"]
 
 
-@GPU(duration=600)
-def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None):
-    """Generator: yields (status, example preview, sample preview, download, style state, train button)."""
+def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto"):
+    """Generator: yields (status, example preview, sample preview, download, style state, train button).
+
+    On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
+    seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
+    session's entry in TRAINING. Elsewhere one call does it all."""
     if source is None:
         raise gr.Error(NEEDS_WEIGHTS)
     photo, sketch = common.received(photo, "The photo"), common.received(sketch, "The sketch")
@@ -47,14 +71,64 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     key = session(request)
     if key in RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
-    cancel = RUNNING[key] = threading.Event()  # registered first: Stop works while the trainer is set up
+    # registered first: Stop works while the trainer is set up, and (through a file) inside a GPU worker process
+    cancel = RUNNING[key] = StopFlag(user_dir(request) / f"stop-{time.time_ns()}")
     try:
-        yield from _train(photo, sketch, caption, iterations, source, cancel, request)
+        yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto")
     finally:
         RUNNING.pop(key, None)
+        TRAINING.pop(key, None)
+        cancel.path.unlink(missing_ok=True)
 
 
-def _trainer(photo, sketch, caption, iterations, source) -> tuple[OneShotTrainer, str]:
+class StopFlag:
+    """Stop for a training that may run in another process (ZeroGPU forks a worker for each GPU call): an Event
+    for this process and a file the worker can see."""
+
+    def __init__(self, path):
+        self.path, self._event = Path(path), threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+        self.path.touch()
+
+    def is_set(self) -> bool:
+        return self._event.is_set() or self.path.exists()
+
+
+# Trainer state between the GPU calls of a chunked training, per session (CPU tensors).
+TRAINING: dict[str, dict] = {}
+
+
+def _config(iterations: int, demo: bool, weights: LossWeights | None = None) -> TrainConfig:
+    return TrainConfig(iterations=iterations, horizon=max(1, iterations * 5 // 6), weights=weights or LossWeights(),
+                       preview_every=max(1, iterations // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
+
+
+def _plan(iterations: int, source: str, per_iteration: float | None = None) -> ChunkPlan:
+    cfg = _config(iterations, source == TINY)
+    if not ZERO_GPU:  # one call; the plan still says what a GPU Space would ask for
+        return ChunkPlan([iterations], [0])
+    per = per_iteration or iteration_seconds(cfg, 128 if source == TINY else 512)
+    return plan_chunks(iterations, per, multiple=cfg.gen_batch)
+
+
+def gpu_estimate(iterations, source) -> str:
+    """What a training of this many iterations asks of a ZeroGPU Space, said before it starts."""
+    if source is None:
+        return ""
+    try:
+        iterations = common.as_int(iterations, "Iterations", 1, 100_000)
+    except gr.Error:
+        return ""
+    cfg = _config(iterations, source == TINY)
+    plan = plan_chunks(iterations, iteration_seconds(cfg, 128 if source == TINY else 512), multiple=cfg.gen_batch)
+    where = "This Space" if ZERO_GPU else "On a ZeroGPU Space this training"
+    return (f"{where} asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} call(s) of at most "
+            f"{max(plan.seconds)} s (first estimate; later calls use the measured speed).")
+
+
+def _trainer(photo, sketch, caption, iterations, source, invert="auto") -> tuple[OneShotTrainer, str]:
     demo = source == TINY
     bb = common.backbone(source)
     weights, note, lpips_model = LossWeights(), "", None
@@ -63,37 +137,87 @@ def _trainer(photo, sketch, caption, iterations, source) -> tuple[OneShotTrainer
             lpips_model = load_lpips()
         except DiffSketchError:  # the demo runs anywhere; a real training insists on every loss
             weights, note = LossWeights(lpips=0.0), "LPIPS weights not found: demo trains without the LPIPS term. "
-    cfg = TrainConfig(iterations=iterations, horizon=max(1, iterations * 5 // 6), weights=weights,
-                      preview_every=max(1, iterations // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
-    trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=common.clip(demo), lpips_model=lpips_model)
+    cfg = _config(iterations, demo, weights)
+    trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=common.clip(demo), lpips_model=lpips_model,
+                             invert=invert)
     return trainer, note
 
 
-def _train(photo, sketch, caption, iterations, source, cancel, request):
-    yield "Preparing: features of your photo, text prior...", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
-        gr.update(interactive=False)
+class _ChunkEnd:
+    def __init__(self, state, iteration: int, per_iteration: float | None, finished: bool):
+        self.state, self.iteration, self.per_iteration, self.finished = state, iteration, per_iteration, finished
+
+
+def _chunk_seconds(job: dict) -> int:
+    return int(job["seconds"]) or 60
+
+
+@GPU(duration=_chunk_seconds)
+def _train_chunk(job: dict):
+    """One GPU call: build the trainer from the job's inputs, restore the state of the previous call, train to
+    job["until"], yield UI updates, save the style when training ends (done or stopped), and last a _ChunkEnd."""
+    cancel = StopFlag(job["stop"])
     try:
-        trainer, note = _trainer(photo, sketch, caption, iterations, source)
+        trainer, note = _trainer(job["photo"], job["sketch"], job["caption"], job["iterations"], job["source"],
+                                 job["invert"])
     except DiffSketchError as exc:
         raise fail(exc) from None
-    yield f"Training started. {note}{' '.join(trainer.notes)}", *[gr.skip()] * 5
+    if job["state"] is not None:
+        trainer.load_state_dict(job["state"])
+    else:
+        yield f"Training started. {note}{' '.join(trainer.notes)}", *[gr.skip()] * 5
+    first, per_iteration = trainer.iteration, None
+    until = job["until"] if hasattr(trainer, "state_dict") else None  # the CNN trainer runs in one go
+    run = (lambda on_event, c: trainer.run(on_event, c, until=until)) if until is not None else trainer.run
     try:
-        for ev in iterate_events(trainer.run, cancel):
+        for ev in iterate_events(run, cancel):
             if isinstance(ev, JobResult):
-                folder = user_dir(request) / f"style-{time.time_ns()}"
-                ev.value.save(folder)
-                zipped = pack_style(folder, folder.with_suffix(".zip"))
-                stopped = "stopped early" if cancel.is_set() else "done"
-                msg = f"Training {stopped} after {trainer.iteration} iterations. The style is ready in Photo -> Sketch."
-                yield msg, gr.skip(), gr.skip(), str(zipped), str(folder), gr.update(interactive=True)
+                finished = cancel.is_set() or trainer.iteration >= job["iterations"]
+                if finished:
+                    folder = Path(job["folder"])
+                    ev.value.save(folder)
+                    zipped = pack_style(folder, folder.with_suffix(".zip"))
+                    stopped = "stopped early" if cancel.is_set() else "done"
+                    msg = (f"Training {stopped} after {trainer.iteration} iterations. "
+                           "The style is ready in Photo -> Sketch.")
+                    yield msg, gr.skip(), gr.skip(), str(zipped), str(folder), gr.update(interactive=True)
+                state = trainer.state_dict() if not finished and hasattr(trainer, "state_dict") else None
+                yield _ChunkEnd(state, trainer.iteration, per_iteration, finished)
             elif ev.kind in ("step", "preview"):
+                done = ev.iteration - first
+                per_iteration = ev.seconds / max(done, 1)
                 loss = ev.losses.get("total", float("nan"))
-                eta = ev.seconds / max(ev.iteration, 1) * (ev.total - ev.iteration)
+                eta = per_iteration * (ev.total - ev.iteration)
                 msg = f"Iteration {ev.iteration}/{ev.total}, loss {loss:.3f}, about {eta:.0f} s left."
                 ex, sa = _preview_images(ev)
                 yield msg, ex, sa, gr.skip(), gr.skip(), gr.skip()
     except DiffSketchError as exc:
         raise fail(exc) from None
+
+
+def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto"):
+    plan = _plan(iterations, source)
+    asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
+    yield f"Preparing: features of your photo, text prior...{asks}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
+        gr.update(interactive=False)
+    key = session(request)
+    job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
+               invert=invert, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
+               state=None, until=0, seconds=0)
+    done = 0
+    while True:
+        job.update(until=done + plan.chunks[0], seconds=plan.seconds[0], state=TRAINING.get(key))
+        end = None
+        for item in _train_chunk(job):
+            if isinstance(item, _ChunkEnd):
+                end = item
+            else:
+                yield item
+        if end is None or end.finished:
+            return
+        # a Stop pressed between two calls is seen by the next one at once, which then saves the style
+        TRAINING[key], done = end.state, end.iteration
+        plan = _plan(iterations - done, source, end.per_iteration)  # re-planned with the measured speed
 
 
 def stop_training(request: gr.Request | None = None) -> str:
@@ -131,8 +255,14 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         start_method = gr.Radio(choices, value=default, label="Make a starting sketch with")
         make = gr.Button("Make starting sketch")
     with gr.Row():
-        caption = gr.Textbox(label="Caption (optional): what the photo shows", placeholder="a photo of a horse in mud")
+        caption = gr.Textbox(label="Caption: what the photo shows (empty: 'a photo'; kept with the style)",
+                             placeholder="a photo of a horse in mud")
         iterations = gr.Slider(2, 1500, value=1200, step=1, label="Iterations")
+    with gr.Row():
+        polarity = gr.Markdown()
+        invert = gr.Radio(INVERT_CHOICES, value="auto", label="Sketch polarity",
+                          info="auto: the guess shown; keep: dark lines on light paper as drawn; invert: flip it")
+    gpu_note = gr.Markdown()
     with gr.Row():
         train = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop", variant="stop")
@@ -145,7 +275,10 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         upload = gr.File(label="Style .zip", file_types=[".zip"])
         upload_status = gr.Markdown()
     make.click(make_starting_sketch, [photo, start_method], [sketch])
-    train.click(train_style, [photo, sketch, caption, iterations, backbone],
+    sketch.change(polarity_guess, [sketch], [polarity])
+    for trigger in (iterations.change, backbone.change):
+        trigger(gpu_estimate, [iterations, backbone], [gpu_note])
+    train.click(train_style, [photo, sketch, caption, iterations, backbone, invert],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)

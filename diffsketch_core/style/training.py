@@ -15,6 +15,7 @@ CLI: python -m diffsketch_core.style.training --photo p.jpg --sketch s.png --out
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
@@ -234,6 +235,51 @@ class OneShotTrainer:
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
                 "sketch_inverted": self.sketch_inverted}
         return Style(self.generator.eval(), self.caption, self.res, meta)
+
+
+# ---------------------------------------------------------------- GPU time (ZeroGPU asks for it up front)
+
+# Assumed costs for a first estimate on a datacenter GPU at 512 px (fp16 SD-1.x UNet); no GPU was at hand to measure
+# them, so they are deliberately on the high side, and the app replaces them with the seconds per iteration it
+# measured in the previous chunk as soon as it has one (see plan_chunks).
+UNET_ROW_SECONDS = 0.02  # one UNet row (one image, one branch, one timestep) at 512 px
+STEP_SECONDS = 0.25  # generator forward on example + sample, CLIP/LPIPS losses, backward, Adam at 512 px
+SETUP_SECONDS = 20.0  # per GPU call: moving models, example features, CLIP embeddings
+CHUNK_SECONDS = 120  # a short GPU call: what a chunk of training is sized to
+MARGIN = 1.3  # asked duration = estimate x margin, so a chunk is not cut off by a slightly slower GPU
+
+
+def iteration_seconds(cfg: TrainConfig, resolution: int) -> float:
+    """Estimated GPU seconds of one training iteration: its share of the CDST sampling (2 CFG rows x steps per
+    image) and of the extraction (2 branches x timesteps per image), plus the generator step; scaled with pixels."""
+    rows = 2 * cfg.sample_steps + 2 * len(cfg.timesteps)
+    return (rows * UNET_ROW_SECONDS + STEP_SECONDS) * (resolution / 512) ** 2
+
+
+@dataclass
+class ChunkPlan:
+    chunks: list[int]  # iterations per GPU call
+    seconds: list[int]  # duration asked for each call
+
+    @property
+    def total_seconds(self) -> int:
+        return sum(self.seconds)
+
+
+def plan_chunks(iterations: int, per_iteration: float, setup: float = SETUP_SECONDS,
+                call_seconds: int = CHUNK_SECONDS, multiple: int = 1) -> ChunkPlan:
+    """Split `iterations` into GPU calls of at most `call_seconds` each (chunk sizes multiples of `multiple`,
+    the CDST batch, so no sample is drawn twice), and the duration to ask for each."""
+    fit = max(1, int((call_seconds / MARGIN - setup) / max(per_iteration, 1e-6)))
+    if fit >= multiple:
+        fit -= fit % multiple
+    chunks, left = [], iterations
+    while left > 0:
+        chunks.append(min(fit, left))
+        left -= chunks[-1]
+    # within call_seconds by construction, unless one iteration alone does not fit: then it asks what it needs
+    seconds = [int(math.ceil(max(10.0, (setup + n * per_iteration) * MARGIN))) for n in chunks]
+    return ChunkPlan(chunks, seconds)
 
 
 def _parser() -> argparse.ArgumentParser:
