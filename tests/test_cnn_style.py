@@ -1,6 +1,7 @@
 """The CNN (VGG16-features) style path of issue 13: backbone, generator, one-shot trainer, styles, bad input."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,42 @@ def test_pretrained_vgg16_from_the_weights_folder():
     edge = flat.clone()
     edge[..., 32:] = 0.9
     assert bb.extract(edge, ("relu3",))["relu3"].abs().mean() > bb.extract(flat, ("relu3",))["relu3"].abs().mean()
+
+
+@requires_shared
+def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
+    """The issue's 'done when' flow against the app's functions: load the CPU backbone, train a few iterations on
+    the real VGG16 from the Style tab, see a preview, apply the style in Photo -> Sketch, refuse it on SD."""
+    import shutil
+    import uuid
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from diffsketch_core.extractors import extract_sketch
+    from ui import backbone_panel, cnn_style, photo, style
+
+    def uploaded(path):
+        target = Path(gr.utils.get_upload_folder()) / "test-uploads" / uuid.uuid4().hex / Path(path).name
+        target.parent.mkdir(parents=True)
+        shutil.copy(path, target)
+        return str(target)
+
+    small = Image.open(photo_path).convert("RGB").resize((192, 128))
+    small.save(tmp_path / "photo.png")
+    extract_sketch(small, "xdog").image.save(tmp_path / "sketch.png")
+    state, status, banner, _ = backbone_panel.load_backbone_ui(cnn_style.CPU_SOURCE, False)
+    assert state == "vgg16" and "CPU: VGG16 features" in banner
+    who = SimpleNamespace(session_hash="cpu-style")
+    outs = list(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 3,
+                                  state, who))
+    # a preview was shown, at the size the backbone reads the photo (long side 256)
+    assert any(isinstance(o[1], np.ndarray) and o[1].shape == (176, 256) for o in outs)
+    msg, _, _, zipped, folder, _ = outs[-1]
+    assert "Training done after 3 iterations" in msg and zipped.endswith(".zip")
+    gallery, _, note = photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "512 px (long side)", 0, 0.0,
+                                                False, folder, state, who)
+    with Image.open(gallery[0]) as out:
+        assert out.size == (512, 341) and np.asarray(out).std() > 0
+    with pytest.raises(gr.Error, match="CPU: VGG16 features backbone, but the Stable Diffusion"):
+        style.upload_style(uploaded(zipped), "tiny", who)

@@ -91,7 +91,8 @@ class CNNBackbone:
         return self.work_side
 
     def work_size(self, w: int, h: int, side: int | None = None) -> tuple[int, int]:
-        """(W, H) a w x h photo is read at: long side `side` (never upscaled above it), multiples of 16."""
+        """(W, H) a w x h photo is read at: long side `side`, multiples of 16 (small photos are upscaled, so a style
+        always sees photos at the scale it was trained at)."""
         side = side or self.work_side
         s = side / max(w, h)
         return max(16, round(w * s / 16) * 16), max(16, round(h * s / 16) * 16)

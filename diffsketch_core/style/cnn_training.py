@@ -88,7 +88,7 @@ class CNNOneShotTrainer:
     def __init__(self, backbone: CNNBackbone, photo: ImageLike, sketch: ImageLike,
                  config: CNNTrainConfig | None = None, lpips_model: torch.nn.Module | None = None,
                  clip: ClipImageEncoder | None = None, generator: CNNSketchGenerator | None = None,
-                 unlabeled: list[ImageLike] = ()):
+                 unlabeled: list[ImageLike] = (), invert: str | bool | None = "auto"):
         self.bb, self.cfg = backbone, config or CNNTrainConfig()
         self.rng = np.random.default_rng(self.cfg.seed)
         torch.manual_seed(self.cfg.seed)
@@ -102,8 +102,8 @@ class CNNOneShotTrainer:
         if abs(math.log((sw / sh) / (w / h))) > 0.02:
             self.notes.append(f"The sketch ({sw}x{sh}) and the photo ({w}x{h}) have different shapes: the sketch "
                               "was stretched to the photo's (draw over the same framing for the best result).")
-        target, sketch_notes = load_sketch(sketch, size=loaded.image.size)
-        self.notes += [n for n in sketch_notes if not n.startswith("Sketch resized")]
+        target, sketch_notes = load_sketch(sketch, size=loaded.image.size, invert=invert)
+        self.notes += [n for n in sketch_notes if not n.startswith("Sketch resized") and "to RGB" not in n]
         self.notes += check_pair(loaded.image, sketch_img.resize(loaded.image.size), target)
         self.work_side = self.cfg.work_side or backbone.work_side
         size = backbone.work_size(w, h, self.work_side)
