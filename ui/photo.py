@@ -12,7 +12,7 @@ from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.style.photo2sketch import PhotoToSketch, finish
 from diffsketch_core.style.store import load_style
 
-from . import common
+from . import cnn_style, common
 from .common import GPU, NEEDS_WEIGHTS, fail, user_dir
 
 SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
@@ -43,9 +43,12 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
     if not isinstance(transparent, bool):
         raise gr.Error("Transparent background must be true or false.")
     try:
-        bb = common.backbone(source)
-        text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
-        model = PhotoToSketch(load_style(style_dir, bb), bb, text)
+        if cnn_style.is_cnn(source):  # issue 13: a style trained on VGG16 features
+            model = cnn_style.model(style_dir, source)
+        else:
+            bb = common.backbone(source)
+            text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
+            model = PhotoToSketch(load_style(style_dir, bb), bb, text)
     except DiffSketchError as exc:
         raise fail(exc) from None
     out_dir = user_dir(request) / f"sketches-{time.time_ns()}"
