@@ -22,7 +22,7 @@ from diffsketch_core.style.sketches import guess_polarity, sketch_grey
 from diffsketch_core.style.training import (ChunkPlan, OneShotTrainer, TrainConfig, TrainEvent, iteration_seconds,
                                             plan_chunks)
 
-from . import common
+from . import cnn_style, common
 from .classic import classic_sketch, method_choices
 from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, session, user_dir
 
@@ -129,6 +129,8 @@ def gpu_estimate(iterations, source) -> str:
 
 
 def _trainer(photo, sketch, caption, iterations, source, invert="auto") -> tuple[OneShotTrainer, str]:
+    if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
+        return cnn_style.trainer(photo, sketch, iterations, source), ""
     demo = source == TINY
     bb = common.backbone(source)
     weights, note, lpips_model = LossWeights(), "", None
@@ -236,7 +238,7 @@ def upload_style(file: str | None, source: str | None, request: gr.Request | Non
     folder = user_dir(request) / f"uploaded-{time.time_ns()}"
     try:
         unpack_style(file, folder)
-        style = load_style(folder, common.backbone(source) if source else None)
+        style = load_style(folder, cnn_style.any_backbone(source) if source else None)
     except BaseException as exc:  # any failure, not only ours: a refused upload leaves no folder behind
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, DiffSketchError):
