@@ -78,6 +78,7 @@ def test_bad_upload_shows_a_message_and_app_keeps_serving(page, tmp_path):
     _upload(page, "Photo", bad)
     page.get_by_role("button", name="Make sketch").click()
     page.get_by_text("Error").first.wait_for(timeout=30_000)
+    page.get_by_text("not an image this app can read").first.wait_for(timeout=10_000)  # a sentence, not a bare "Error"
     page.reload()
     _upload(page, "Photo", ROOT / "assets" / "photos" / "chelsea.png")
     page.get_by_role("button", name="Make sketch").click()
