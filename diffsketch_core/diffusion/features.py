@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 
 from .backbone import Backbone
+from .controlnet import Control, residuals
 from .sampling import ddim_grid, ddim_sample, initial_noise
 from .taps import RES_OUT, AllTapsFired, Taps, to_nchw
 
@@ -73,14 +74,16 @@ class FeatureExtractor:
 
     def __init__(self, backbone: Backbone, taps: Sequence[str] | None = None,
                  timesteps: Sequence[int] = DEFAULT_TIMESTEPS, max_batch: int = 26,
-                 out_dtype: torch.dtype = torch.float32):
-        self.backbone = backbone
+                 out_dtype: torch.dtype = torch.float32, control: Control | None = None):
+        self.backbone, self.control = backbone, control
         self.taps = list(taps) if taps is not None else decoder_taps(backbone.unet)
         self.timesteps = tuple(int(t) for t in timesteps)
         n_train = backbone.scheduler.config.num_train_timesteps
         bad = [t for t in self.timesteps if not 0 <= t < n_train]
         if bad or not self.timesteps:
             raise ValueError(f"Timesteps must be a non-empty list in [0, {n_train}); got {list(timesteps)}")
+        if control is not None and max(self.timesteps) + control.steps >= n_train:
+            raise ValueError(f"ControlNet steps ({control.steps}) from the largest timestep leave the schedule")
         self.max_batch = max(1, int(max_batch))
         self.out_dtype = out_dtype
 
@@ -94,14 +97,19 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def unet_features(self, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None,
-                      seed: int = 0, noise: torch.Tensor | None = None) -> UNetFeatures:
+                      seed: int = 0, noise: torch.Tensor | None = None,
+                      control_image: torch.Tensor | None = None) -> UNetFeatures:
         """Noise z0 to every timestep with seeded noise (the same for both branches) and record the taps.
-        cond/uncond: (B or 1, 77, D) text embeddings. noise: optional (B, T, 4, h, w)."""
+        cond/uncond: (B or 1, 77, D) text embeddings. noise: optional (B, T, 4, h, w). control_image:
+        (B, 3, H, W) in [0, 1] when the extractor has a ControlNet."""
         bb = self.backbone
         b, t_count = z0.shape[0], len(self.timesteps)
+        if (self.control is None) != (control_image is None):
+            raise ValueError("A control image goes with a ControlNet: give both or neither")
         if noise is None:
             noise = initial_noise((b, t_count, *z0.shape[1:]), seed, bb.device, bb.dtype)
-        ts = torch.tensor(self.timesteps, device=bb.device)
+        steps = self.control.steps if self.control is not None else 0
+        ts = torch.tensor(self.timesteps, device=bb.device) + steps  # GATE: start `steps` above t
         x_t = bb.scheduler.add_noise(z0.unsqueeze(1).expand_as(noise).reshape(-1, *z0.shape[1:]),
                                      noise.reshape(-1, *z0.shape[1:]), ts.repeat(b))
         x_t = x_t.view(b, t_count, *z0.shape[1:])
@@ -112,19 +120,45 @@ class FeatureExtractor:
         rows_e = torch.stack(branches, 1).unsqueeze(2).expand(b, g_count, t_count, *cond.shape[1:])
         rows_e = rows_e.reshape(-1, *cond.shape[1:])
         rows_t = ts.repeat(b * g_count)
-        maps = self._run_rows(rows_x, rows_e, rows_t, tuple(z0.shape[-2:]))
+        rows_c = None
+        if control_image is not None:
+            rows_c = control_image.to(bb.device, bb.dtype).unsqueeze(1).expand(b, g_count * t_count, *control_image.shape[1:])
+            rows_c = rows_c.reshape(-1, *control_image.shape[1:])
+            for _ in range(steps):  # guided DDIM steps of one timestep each, t + steps -> t
+                rows_x = self._guided_step(rows_x, rows_e, rows_t, rows_c)
+                rows_t = rows_t - 1
+        maps = self._run_rows(rows_x, rows_e, rows_t, tuple(z0.shape[-2:]), rows_c)
         maps = {k: v.view(b, g_count, t_count, *v.shape[1:]) for k, v in maps.items()}
         names = ("uncond", "cond") if uncond is not None else ("cond",)
         return UNetFeatures(maps, self.timesteps, names)
 
-    def _run_rows(self, x: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, latent_hw) -> dict[str, torch.Tensor]:
+    def _extra(self, x, t, emb, control_rows) -> dict:
+        return residuals(self.control, x, t, emb, control_rows) if control_rows is not None else {}
+
+    def _guided_step(self, x, emb, t, control_rows) -> torch.Tensor:
+        """One deterministic DDIM step t -> t - 1 of every row, with the ControlNet's residuals."""
+        alphas = self.backbone.scheduler.alphas_cumprod.to(x.device)
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], self.max_batch):
+            sl = slice(start, start + self.max_batch)
+            eps = self.backbone.unet(x[sl], t[sl], encoder_hidden_states=emb[sl],
+                                     **self._extra(x[sl], t[sl], emb[sl], control_rows[sl])).sample
+            a_t = alphas[t[sl]].view(-1, 1, 1, 1).to(x.dtype)
+            a_prev = alphas[t[sl] - 1].view(-1, 1, 1, 1).to(x.dtype)
+            x0 = (x[sl] - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            out[sl] = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        return out
+
+    def _run_rows(self, x: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, latent_hw,
+                  control_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         unet = self.backbone.unet
         with Taps(unet, self.taps, early_exit=True) as taps:
             for start in range(0, x.shape[0], self.max_batch):
                 sl = slice(start, start + self.max_batch)
                 taps.new_forward()
+                extra = self._extra(x[sl], t[sl], emb[sl], control_rows[sl] if control_rows is not None else None)
                 try:
-                    unet(x[sl], t[sl], encoder_hidden_states=emb[sl])
+                    unet(x[sl], t[sl], encoder_hidden_states=emb[sl], **extra)
                 except AllTapsFired:
                     pass
         return {n: torch.cat([to_nchw(r, latent_hw) for r in recs]).to(self.out_dtype)
@@ -183,11 +217,11 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None,
-                seed: int = 0, with_vae: bool = True) -> FeatureBundle:
+                seed: int = 0, with_vae: bool = True, control_image: torch.Tensor | None = None) -> FeatureBundle:
         """Noise-and-extract for real images (B, 3, H, W) in [-1, 1]; H and W multiples of 8x the UNet's
         downsampling (64 px for SD-1.x)."""
         z0 = self.encode(images)
-        unet = self.unet_features(z0, cond, uncond, seed=seed)
+        unet = self.unet_features(z0, cond, uncond, seed=seed, control_image=control_image)
         return FeatureBundle(unet, self.vae_features(z0) if with_vae else None, z0)
 
 

@@ -22,7 +22,7 @@ from ..errors import BadInputError, DiffSketchError
 from ..diffusion.features import FeatureExtractor, image_to_tensor
 from ..images import ImageLike, load_image
 from .store import Style, load_style
-from .training import DEFAULT_CAPTION, example_seed
+from .training import DEFAULT_CAPTION, example_seed, load_control, make_control_image
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -50,7 +50,10 @@ class PhotoToSketch:
         train_seed = int(style.meta.get("seed", 50)) if seed is None else seed
         self.seed = example_seed(train_seed)
         taps = style.generator.config.unet_taps or None
-        self.extractor = FeatureExtractor(backbone, taps=taps, timesteps=style.timesteps, max_batch=max_batch)
+        self.control_spec = style.meta.get("control")
+        control = load_control(self.control_spec, backbone)
+        self.extractor = FeatureExtractor(backbone, taps=taps, timesteps=style.timesteps, max_batch=max_batch,
+                                          control=control)
         text = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
         self.cond, self.uncond = backbone.encode_prompt(text), backbone.encode_prompt("")
 
@@ -60,7 +63,8 @@ class PhotoToSketch:
         w, h = loaded.image.size
         res = self.style.resolution
         x = image_to_tensor(loaded.image, (res, res)).to(self.bb.device)
-        feats = self.extractor.extract(x, self.cond, self.uncond, seed=self.seed)
+        control_image = make_control_image(loaded.image, self.control_spec["image"], res) if self.control_spec else None
+        feats = self.extractor.extract(x, self.cond, self.uncond, seed=self.seed, control_image=control_image)
         out = self.style.generator(feats)[0, 0].float().clamp(0, 1).cpu().numpy()
         img = Image.fromarray((out * 255).round().astype(np.uint8), "L")
         if img.size != (w, h):

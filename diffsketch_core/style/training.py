@@ -26,6 +26,7 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
+from ..diffusion.controlnet import Control, control_tensor, load_controlnet
 from .conditions import CDSTConditions, ConditionPrior, prior_for
 from ..errors import BadInputError
 from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
@@ -69,6 +70,12 @@ class TrainConfig:
     max_batch: int = 26  # UNet rows per forward
     weights: LossWeights = field(default_factory=LossWeights)
     taps: tuple[str, ...] | None = None  # UNet taps (diffusion/taps.py catalogue); None: DiffSketch's 12 resnets
+    # GATE content-shift suppression (diffusion/controlnet.py): a ControlNet (hub id, folder or "tiny") fed with
+    # the edges of the image being extracted, made by one of our extractors; off when None
+    controlnet: str | None = None
+    control_image: str = "canny"
+    control_scale: float = 1.0
+    control_steps: int = 0  # GATE's recipe: guided DDIM steps from t + steps down to t before extracting
 
 
 @dataclass
@@ -91,6 +98,37 @@ def _slice(bundle: FeatureBundle, i: int) -> FeatureBundle:
 
 def _to_uint8(sketch: torch.Tensor) -> np.ndarray:
     return (sketch[0, 0].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def control_spec(cfg: TrainConfig) -> dict | None:
+    """What style.json records of the ControlNet, so Photo -> Sketch conditions photos the same way."""
+    if not cfg.controlnet:
+        return None
+    return {"controlnet": cfg.controlnet, "image": cfg.control_image, "scale": cfg.control_scale,
+            "steps": cfg.control_steps}
+
+
+def load_control(spec: dict | None, backbone: Backbone) -> Control | None:
+    if not spec:
+        return None
+    from ..extractors import METHODS, needs
+
+    if spec["image"] not in METHODS:
+        raise BadInputError(f"Unknown control-image extractor {spec['image']!r}; choose one of {', '.join(METHODS)}.")
+    missing = needs(spec["image"])
+    if missing:
+        raise BadInputError(f"The control image needs the {spec['image']} extractor: {missing}")
+    model = load_controlnet(spec["controlnet"], backbone)
+    return Control(model, spec["controlnet"], float(spec.get("scale", 1.0)), int(spec.get("steps", 0)))
+
+
+def make_control_image(image: Image.Image, method: str, res: int) -> torch.Tensor:
+    """(1, 3, res, res) control image of a photo stretched to the square training size: the extractor's edges,
+    white on black."""
+    from ..extractors import extract_sketch
+
+    square = image.convert("RGB").resize((res, res), Image.Resampling.BICUBIC)
+    return control_tensor(extract_sketch(square, method, resolution=None).image, (res, res))
 
 
 def example_seed(seed: int) -> int:
@@ -128,12 +166,15 @@ class OneShotTrainer:
         target_img = Image.fromarray((target * 255).astype(np.uint8), "L").resize((res, res), Image.Resampling.LANCZOS)
         self.target = torch.from_numpy(np.asarray(target_img, np.float32) / 255.0)[None, None].to(dev)
         self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
+        self.control = load_control(control_spec(self.cfg), backbone)
         # the extractor reads the generator's taps, as Photo -> Sketch does
         self.extractor = FeatureExtractor(backbone, taps=self.generator.config.unet_taps, timesteps=self.cfg.timesteps,
-                                          max_batch=self.cfg.max_batch)
+                                          max_batch=self.cfg.max_batch, control=self.control)
         self.uncond = backbone.encode_prompt("")
         self.example_cond = backbone.encode_prompt(self.caption)
-        self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=example_seed(self.cfg.seed))
+        control_image = make_control_image(loaded.image, self.cfg.control_image, res) if self.control else None
+        self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=example_seed(self.cfg.seed),
+                                              control_image=control_image)
         self.clip = (clip or load_clip(device=dev)).to(dev)
         if self.cfg.weights.lpips > 0 and lpips_model is None:
             lpips_model = load_lpips(dev)
@@ -161,8 +202,15 @@ class OneShotTrainer:
         latent = self.res // self.bb.vae_scale_factor
         z0 = ddim_sample(self.bb, cond, self.uncond, steps=self.cfg.sample_steps, guidance=self.cfg.guidance,
                          seed=stream_seed(self.cfg.seed, XT_STREAM, first), latent_hw=(latent, latent))
-        feats = self.extractor.unet_features(z0, cond, self.uncond, seed=stream_seed(self.cfg.seed, SAMPLE_STREAM, first))
-        bundle = FeatureBundle(feats, self.extractor.vae_features(z0), z0)
+        vae = self.extractor.vae_features(z0)
+        control_image = None
+        if self.control is not None:  # the samples' own edges, as a photo's at inference
+            pics = ((vae.rgb.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            control_image = torch.cat([make_control_image(Image.fromarray(p), self.cfg.control_image, self.res)
+                                       for p in pics])
+        feats = self.extractor.unet_features(z0, cond, self.uncond, seed=stream_seed(self.cfg.seed, SAMPLE_STREAM, first),
+                                             control_image=control_image)
+        bundle = FeatureBundle(feats, vae, z0)
         self._queue = [_slice(bundle, k) for k in range(self.iteration - first, n)]
 
     def step(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
@@ -233,7 +281,7 @@ class OneShotTrainer:
     def style(self) -> Style:
         # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
-                "sketch_inverted": self.sketch_inverted}
+                "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg)}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -302,6 +350,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated UNet taps, e.g. 'up_blocks.1.resnets.0:res-out,up_blocks.1.attentions.0:self-q' "
                         "(default: DiffSketch's 12 decoder resnets, residual branch)")
     p.add_argument("--seed", type=int, default=50)
+    p.add_argument("--controlnet", default=None,
+                   help="GATE: a ControlNet (hub id, local folder, or 'tiny' with the tiny backbone) fed with the "
+                        "photo's edges during feature extraction")
+    p.add_argument("--control-image", default="canny", help="extractor that makes the control image")
+    p.add_argument("--control-scale", type=float, default=1.0)
+    p.add_argument("--control-steps", type=int, default=0,
+                   help="GATE's recipe: ControlNet-guided denoising steps from t + N to t before extracting")
     return p
 
 
@@ -315,7 +370,8 @@ def _main(args: argparse.Namespace) -> int:
     bb = load_backbone(args.backbone)
     cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
                       resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
-                      seed=args.seed, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
+                      control_scale=args.control_scale, control_steps=args.control_steps, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
     try:

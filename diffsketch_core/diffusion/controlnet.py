@@ -1,0 +1,102 @@
+"""ControlNet conditioning of the extraction forward (GATE, "Suppress Content Shift", issue 16).
+
+Noise-and-extract makes the UNet imagine what the noise hid, so its features drift from the photo. A ControlNet fed
+with the photo's own edges adds residuals to the very UNet forward whose activations we tap, steering it back.
+GATE's recipe is an option (`steps` > 0): noise to t + steps, that many ControlNet-guided DDIM steps of one
+timestep each back to t, then extract at t.
+
+`load_controlnet(source, backbone)` takes a hub id or a local diffusers ControlNet folder (canny / HED / scribble /
+lineart ControlNets for SD 1.x, e.g. lllyasviel/sd-controlnet-canny), or "tiny": a seeded random ControlNet built
+from the backbone's UNet for tests and the demo (its zero convolutions perturbed so that it does something; never
+a stand-in for real weights). The control image (B, 3, H, W) in [0, 1], white lines on black, is made by the caller
+from the photo (the style wing uses our extractors; this wing does not import them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import ControlNetModel
+
+from .. import settings
+from ..errors import MissingWeightsError
+from .backbone import Backbone
+
+TINY = "tiny"
+
+
+@dataclass
+class Control:
+    model: ControlNetModel
+    source: str
+    scale: float = 1.0  # conditioning scale of the residuals
+    steps: int = 0  # GATE: guided denoising steps from t + steps down to t before extracting at t
+
+
+def tiny_controlnet(unet, seed: int = 0, perturb: bool = True) -> ControlNetModel:
+    """ControlNetModel.from_unet of `unet`. Its zero convolutions (residual outputs and the control image's
+    embedding output) start at zero, so its residuals are exactly 0; with `perturb` they get seeded random weights
+    so the ControlNet, and the control image through it, change the features."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        cn = ControlNetModel.from_unet(unet)
+        if perturb:
+            zero_convs = list(cn.controlnet_down_blocks) + [cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]
+            for m in zero_convs:
+                torch.nn.init.normal_(m.weight, std=0.05)
+    cn = cn.to(unet.device) if cn.dtype == unet.dtype else cn.to(unet.device, unet.dtype)
+    return cn.eval().requires_grad_(False)
+
+
+def _missing(source: str, why: str) -> MissingWeightsError:
+    return MissingWeightsError(
+        f"ControlNet '{source}' is not available: {why}. Download a diffusers ControlNet for SD 1.x (e.g. "
+        "lllyasviel/sd-controlnet-canny) on a machine with internet and give its local folder as the style's "
+        f"ControlNet (--controlnet, or the Style tab's advanced panel); {settings.SD_MODEL_ENV} does not cover it.")
+
+
+def load_controlnet(source: str, backbone: Backbone) -> ControlNetModel:
+    if source == TINY:
+        if not backbone.is_demo:
+            raise _missing(source, "the random test ControlNet only goes with a random (demo) backbone")
+        return tiny_controlnet(backbone.unet)
+    local = Path(source).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise _missing(source, "the folder has no config.json (is it a diffusers ControlNet?)")
+        where, kw = str(local), {}
+    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+        where, kw = source, {"local_files_only": settings.hub_offline()}
+    else:
+        raise _missing(source, "it is neither a local folder nor a hub id like 'owner/name'")
+    try:
+        cn = ControlNetModel.from_pretrained(where, torch_dtype=backbone.dtype, **kw)
+    except Exception as exc:  # hub/network/filesystem errors come in many types; all mean "not here"
+        offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if kw.get("local_files_only") else ""
+        raise _missing(source, f"{type(exc).__name__}{offline}") from exc
+    if cn.config.cross_attention_dim != backbone.unet.config.cross_attention_dim:
+        raise _missing(source, f"it is made for another backbone (text width {cn.config.cross_attention_dim}, "
+                               f"the loaded one has {backbone.unet.config.cross_attention_dim})")
+    return cn.to(backbone.device).eval().requires_grad_(False)
+
+
+def control_tensor(edges_img, size: tuple[int, int]) -> torch.Tensor:
+    """A sketch (PIL, dark lines on white, as our extractors give) -> (1, 3, H, W) in [0, 1], white lines on
+    black, the way line ControlNets were trained. size = (W, H) of the image the features are taken from."""
+    from PIL import Image
+
+    img = edges_img.convert("L")
+    if img.size != size:
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    arr = 1.0 - np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr)[None, None].expand(1, 3, -1, -1).contiguous()
+
+
+def residuals(control: Control, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor):
+    """The ControlNet's (down residuals, mid residual) for one UNet forward; image: (N, 3, H, W)."""
+    down, mid = control.model(x, t, encoder_hidden_states=emb, controlnet_cond=image.to(x.device, x.dtype),
+                              conditioning_scale=control.scale, return_dict=False)
+    return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

@@ -1,0 +1,136 @@
+"""Issue 16 on tiny random models: every tap kind as a feature, ControlNet-conditioned extraction (GATE), both
+end to end inside style training and Photo -> Sketch."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from PIL import Image, ImageDraw
+
+from diffsketch_core.diffusion.backbone import _unet_config
+from diffsketch_core.diffusion.controlnet import Control, load_controlnet, tiny_controlnet
+from diffsketch_core.diffusion.features import FeatureExtractor
+from diffsketch_core.diffusion.taps import KINDS, catalogue, describe
+from diffsketch_core.errors import MissingWeightsError
+from diffsketch_core.perceptual import tiny_clip
+from diffsketch_core.style.conditions import fit_prior, read_captions
+from diffsketch_core.style.losses import LossWeights
+from diffsketch_core.style.photo2sketch import PhotoToSketch
+from diffsketch_core.style.store import load_style
+from diffsketch_core.style.training import OneShotTrainer, TrainConfig, _to_uint8, make_control_image
+
+FAST = dict(sample_steps=2, gen_batch=2, preview_every=100, timesteps=(61, 501), weights=LossWeights(lpips=0.0))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    img = Image.new("RGB", (128, 128), (200, 210, 230))
+    d = ImageDraw.Draw(img)
+    d.rectangle([30, 30, 90, 100], fill=(90, 60, 40))
+    d.ellipse([60, 10, 120, 60], fill=(240, 200, 40))
+    return img
+
+
+def _inputs(bb, photo):
+    from diffsketch_core.diffusion.features import image_to_tensor
+
+    return image_to_tensor(photo), bb.encode_prompt("a house"), bb.encode_prompt("")
+
+
+# ------------------------------------------------------------------ tap kinds
+
+def test_catalogue_of_tiny_unet_equals_real_sd15_names(tiny_backbone):
+    with torch.device("meta"):
+        real = UNet2DConditionModel(**_unet_config("sd15-shaped"))
+    tiny = catalogue(tiny_backbone.unet)
+    assert tiny == catalogue(real) and len(tiny) == 12 * 2 + 9 * 6
+    assert {t.split(":")[1] for t in tiny} == set(KINDS) - {"out"}
+
+
+def test_every_tap_kind_extracts_with_the_shape_describe_predicts(tiny_backbone, photo):
+    bb = tiny_backbone
+    taps = catalogue(bb.unet)
+    shapes = describe(bb.unet, taps, (16, 16))
+    f = FeatureExtractor(bb, taps=taps, timesteps=(261,)).extract(*_inputs(bb, photo), with_vae=False)
+    for name in taps:
+        assert f.unet.maps[name].shape == (1, 2, 1, *shapes[name]), name
+    c, _, _ = shapes["up_blocks.1.attentions.0:ffn-inner"]
+    assert c == 4 * shapes["up_blocks.1.attentions.0:attn-out"][0]  # the GEGLU hidden is 4 C wide
+    out = f.unet.maps["up_blocks.1.resnets.0:res-out"]
+    inc = f.unet.maps["up_blocks.1.resnets.0:res-increment"]
+    assert not torch.allclose(out, inc)
+
+
+def test_bad_tap_kinds_are_refused(tiny_backbone):
+    for bad, match in (("up_blocks.1.resnets.0:self-q", "resnet tap"), ("up_blocks.1.attentions.0:res-out", "needs a"),
+                       ("up_blocks.1.resnets.0:nope", "Unknown tap kind")):
+        with pytest.raises(ValueError, match=match):
+            describe(tiny_backbone.unet, [bad], (16, 16))
+
+
+# ------------------------------------------------------------------ ControlNet
+
+def test_zero_controlnet_leaves_features_unchanged_a_perturbed_one_changes_them(tiny_backbone, photo):
+    bb = tiny_backbone
+    images, cond, uncond = _inputs(bb, photo)
+    control_image = make_control_image(photo, "canny", 128)
+    plain = FeatureExtractor(bb, timesteps=(61, 501)).extract(images, cond, uncond, seed=3)
+    zero = FeatureExtractor(bb, timesteps=(61, 501), control=Control(tiny_controlnet(bb.unet, perturb=False), "t"))
+    perturbed = FeatureExtractor(bb, timesteps=(61, 501), control=Control(tiny_controlnet(bb.unet), "t"))
+    a = zero.extract(images, cond, uncond, seed=3, control_image=control_image)
+    b = perturbed.extract(images, cond, uncond, seed=3, control_image=control_image)
+    for name in plain.unet.maps:
+        torch.testing.assert_close(a.unet.maps[name], plain.unet.maps[name])
+    assert not torch.allclose(b.unet.maps["up_blocks.3.resnets.2"], plain.unet.maps["up_blocks.3.resnets.2"])
+    other = make_control_image(Image.new("RGB", (128, 128), "white"), "canny", 128)
+    c = perturbed.extract(images, cond, uncond, seed=3, control_image=other)
+    assert not torch.allclose(b.unet.maps["up_blocks.3.resnets.2"], c.unet.maps["up_blocks.3.resnets.2"])
+
+
+def test_gate_recipe_runs_guided_steps_before_extracting(tiny_backbone, photo):
+    bb = tiny_backbone
+    images, cond, uncond = _inputs(bb, photo)
+    calls = []
+    handle = bb.unet.register_forward_pre_hook(lambda m, args: calls.append(args[1].tolist()))
+    try:
+        ex = FeatureExtractor(bb, timesteps=(61, 501), control=Control(tiny_controlnet(bb.unet), "t", steps=3))
+        ex.extract(images, cond, uncond, control_image=make_control_image(photo, "canny", 128), with_vae=False)
+    finally:
+        handle.remove()
+    assert len(calls) == 3 + 1  # 4 rows fit one batch: 3 guided steps, then the extracting forward
+    assert calls[0] == [64, 504] * 2 and calls[-1] == [61, 501] * 2
+
+
+def test_missing_controlnet_offline_says_what_to_set(tiny_backbone, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError, match="--controlnet.*advanced panel"):
+        load_controlnet("lllyasviel/sd-controlnet-canny", tiny_backbone)
+    with pytest.raises(MissingWeightsError, match="no config.json"):
+        load_controlnet(str(__import__("pathlib").Path(__file__).parent), tiny_backbone)
+
+
+# ------------------------------------------------------------------ end to end
+
+@pytest.mark.parametrize("extra", [
+    dict(taps=("up_blocks.1.resnets.0:res-out", "up_blocks.2.attentions.1:self-q", "up_blocks.3.attentions.2:attn-out")),
+    dict(controlnet="tiny", control_steps=2),
+])
+def test_style_with_technique_trains_and_reproduces_at_inference(tiny_backbone, photo, tmp_path, extra):
+    bb = tiny_backbone
+    sketch = Image.new("L", (128, 128), 255)
+    ImageDraw.Draw(sketch).rectangle([30, 30, 90, 100], outline=0, width=2)
+    prior = fit_prior(bb, read_captions()[:40], n_components=8)
+    t = OneShotTrainer(bb, photo, sketch, "a house", TrainConfig(**(FAST | extra), iterations=2, lr=3e-3),
+                       clip=tiny_clip(), lpips_model=None, prior=prior)
+    before = t.reconstruction_loss()
+    t.run().save(tmp_path / "s")
+    assert t.reconstruction_loss() < before
+    with torch.no_grad():
+        expected = _to_uint8(t.generator.eval()(t.example))
+    style = load_style(tmp_path / "s", bb)
+    if "taps" in extra:
+        assert set(style.generator.config.unet_taps) == set(extra["taps"])
+    else:
+        assert style.meta["control"]["controlnet"] == "tiny"
+    got = np.asarray(PhotoToSketch(style, bb)(photo).sketch)
+    assert np.array_equal(got, expected)
