@@ -53,7 +53,7 @@ from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig
 BSDS = SHARED / "data" / "photos" / "bsds500"
 STYLES = ("xdog", "hed", "pidinet")
 CLASSIC = ("xdog", "hed", "pidinet", "canny")
-EXAMPLES = ("100075", "35058", "159091")  # three BSDS500 train photos: animals on grass, a building, a person
+EXAMPLES = ("100075", "35058", "159091")  # three BSDS500 train photos, fixed (the first: bears by a river)
 WORK = 256
 TOLERANCE = 0.0075
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.1), 2)

@@ -199,3 +199,24 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
         assert out.size == (512, 341) and np.asarray(out).std() > 0
     with pytest.raises(gr.Error, match="CPU: VGG16 features backbone, but the Stable Diffusion"):
         style.upload_style(uploaded(zipped), "tiny", who)
+
+
+def test_cli_trains_and_applies_on_the_tiny_cnn(tmp_path, capsys):
+    from diffsketch_core.style import cnn_photo2sketch, cnn_training
+
+    photo, sketch = _card()
+    photo.save(tmp_path / "p.png")
+    sketch.save(tmp_path / "s.png")
+    Image.new("L", (128, 96), 255).save(tmp_path / "blank.png")
+    assert cnn_training.main(["--photo", str(tmp_path / "p.png"), "--sketch", str(tmp_path / "blank.png"),
+                              "--out", str(tmp_path / "x"), "--backbone", "tiny-cnn"]) == 2
+    assert "error: The sketch is blank" in capsys.readouterr().err
+    assert cnn_training.main(["--photo", str(tmp_path / "p.png"), "--sketch", str(tmp_path / "s.png"),
+                              "--out", str(tmp_path / "style"), "--backbone", "tiny-cnn", "--iterations", "2"]) == 0
+    assert cnn_photo2sketch.main(["--style", str(tmp_path / "style"), "--backbone", "tiny-cnn",
+                                  str(tmp_path / "p.png"), str(tmp_path / "out")]) == 0
+    with Image.open(tmp_path / "out" / "p.png") as out:
+        assert out.size == (128, 96)
+    assert cnn_photo2sketch.main(["--style", str(tmp_path / "style"), "--backbone", "vgg16-random",
+                                  str(tmp_path / "p.png"), str(tmp_path / "out")]) == 2  # other backbone: refused
+    assert "differing in" in capsys.readouterr().err

@@ -3,18 +3,25 @@
 The backbone reads the photo at the style's work size (long side 256 by default, the aspect kept); the
 generator draws at the photo's own size, capped at `max_side` on the long side (then resized up), so a 512^2
 photo costs one VGG16 pass at 256^2 plus a few small convolutions at 512^2.
+
+CLI: python -m diffsketch_core.style.cnn_photo2sketch --style styles/mine photos/ out/   (a folder or single files)
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..diffusion.cnn import CNNBackbone
+from .. import cli
+from ..diffusion.cnn import VGG16, CNNBackbone, load_cnn_backbone
+from ..errors import BadInputError, DiffSketchError
 from ..images import ImageLike, load_image
-from .photo2sketch import SketchResult
-from .store import Style, check_compatible
+from .photo2sketch import SketchResult, list_photos
+from .store import Style, check_compatible, load_style
 
 MAX_SIDE = 1024
 
@@ -49,3 +56,42 @@ class CNNPhotoToSketch:
         if img.size != loaded.image.size:
             img = img.resize(loaded.image.size, Image.Resampling.BICUBIC)
         return SketchResult(img, loaded.notes)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.style.cnn_photo2sketch", __doc__)
+    p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.cnn_training")
+    p.add_argument("--backbone", default=VGG16, help="'vgg16' (default), a VGG16 safetensors file, or 'tiny-cnn'")
+    p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
+    if len(args.inputs) < 2:
+        raise BadInputError("give at least one photo (or folder) and an output folder")
+    *sources, out_dir = args.inputs
+    bb = load_cnn_backbone(args.backbone)
+    model = CNNPhotoToSketch(load_style(args.style, bb), bb)
+    photos = list_photos(sources)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for photo in photos:
+        try:
+            result = model(photo)
+        except DiffSketchError as exc:  # one bad photo does not stop the folder
+            cli.error(f"{photo}: {exc}")
+            failures += 1
+            continue
+        target = out / f"{photo.stem}.png"
+        result.sketch.save(target)
+        print(target)
+    return cli.EXIT_BAD_INPUT if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_parser(), _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
