@@ -166,3 +166,22 @@ def test_finetune_cli_help_and_bad_pair(tmp_path, capsys):
     assert finetune_main(["--pair", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "l.safetensors"),
                           "--backbone", "tiny", "--extractor", "tiny"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_hand_over_from_the_stroke_tabs(tmp_path, sketch):
+    import gradio as gr
+
+    from ui import picture
+
+    png = picture.canvas_png('[[[10, 10], [200, 300]], [[50, 400]]]', tmp_path / "c.png")
+    drawn = np.asarray(Image.open(png))
+    assert drawn.shape == (512, 512) and (drawn < 128).sum() > 300  # both strokes drawn, the dot too
+    assert picture.canvas_png("[]", tmp_path / "e.png") is None
+    after = np.asarray(sketch)
+    assert picture.from_rectify(after, None, "[]")[0] is after  # the rectified result wins
+    assert picture.from_rectify(None, "up.png", '[[[1, 1], [9, 9]]]')[0] == "up.png"
+    with pytest.raises(gr.Error, match="Nothing to send"):
+        picture.from_rectify(None, None, "[]")
+    assert picture.from_strokes([("a.png", None), ("b.png", None)])[0] == "a.png"
+    with pytest.raises(gr.Error, match="Nothing to send"):
+        picture.from_strokes([])

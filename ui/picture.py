@@ -18,6 +18,7 @@ from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips, lpips_needs
 from diffsketch_core.picture import extractor as sketch_extractors
 from diffsketch_core.picture.controlnet import ZERO_INIT, controlnet_source, load_controlnet
+from diffsketch_core.picture.lora import LoRA
 from diffsketch_core.picture.sketch2image import PictureConfig, sketch_to_image
 
 from . import common
@@ -64,7 +65,8 @@ def _steering(bb, demo, use_control, control_source, sketch_scale, lpips_weight,
 
 @GPU(duration=300)
 def generate_pictures(sketch, prompt, negative, use_control, control_source, control_scale, sketch_scale, lpips_weight,
-                      strength, steps, cfg, seed, width, height, count, source, request: gr.Request | None = None):
+                      strength, steps, cfg, seed, width, height, count, lora_file, source,
+                      request: gr.Request | None = None):
     """Generator: yields (status, pictures gallery, their sketches gallery, downloads)."""
     if source is None:
         raise gr.Error(NEEDS_WEIGHTS)
@@ -79,13 +81,17 @@ def generate_pictures(sketch, prompt, negative, use_control, control_source, con
         notes: list[str] = []
         try:
             bb = common.backbone(source)
+        except DiffSketchError as exc:  # e.g. the CPU (VGG16) backbone kind, which draws no pictures
+            raise gr.Error(f"Sketch -> Picture needs Stable Diffusion 1.x or the demo backbone: {exc}") from None
+        try:
             control, extractor, lpips_model = _steering(bb, source == TINY, use_control, control_source,
                                                         float(sketch_scale), float(lpips_weight), notes)
             config = PictureConfig(prompt or "", negative or "", int(steps), float(cfg), int(seed), int(count),
                                    int(width) or None, int(height) or None, float(strength), float(control_scale),
                                    float(sketch_scale), lpips=float(lpips_weight))
+            lora = LoRA.load(lora_file) if lora_file else None
             job = lambda on_event, stop: sketch_to_image(bb, sketch, config, controlnet=control,  # noqa: E731
-                                                         extractor=extractor, lpips_model=lpips_model,
+                                                         extractor=extractor, lpips_model=lpips_model, lora=lora,
                                                          on_event=on_event, cancel=stop)
             for ev in iterate_events(job, cancel):
                 if isinstance(ev, JobResult):
@@ -207,6 +213,8 @@ def build(backbone: gr.State) -> PictureTab:
                                               "between its HED sketch and yours." + ("" if hed_ready else
                                               " HED weights are missing here: " + sketch_extractors.needs("hed")))
                 lpips_weight = gr.Slider(0, 2, value=0.0, step=0.1, label="LPIPS weight in the sketch loss")
+                lora_file = gr.File(label="Fine-tuned LoRA (optional; python -m diffsketch_core.picture.finetune)",
+                                    file_types=[".safetensors"])
             strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength (1 = from noise; less = start from your sketch)")
             with gr.Row():
                 steps = gr.Slider(1, 100, value=30, step=1, label="Steps")
@@ -226,7 +234,7 @@ def build(backbone: gr.State) -> PictureTab:
         sketches = gr.Gallery(label="Their sketches (HED), to compare with yours", format="png", columns=2, height=320)
     files = gr.File(label="Downloads (PNG)", file_count="multiple")
     go.click(generate_pictures, [sketch, prompt, negative, use_control, control_source, control_scale, sketch_scale,
-                                 lpips_weight, strength, steps, cfg, seed, width, height, count, backbone],
+                                 lpips_weight, strength, steps, cfg, seed, width, height, count, lora_file, backbone],
              [status, gallery, sketches, files], api_name="sketch_to_picture", concurrency_limit=1,
              concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_pictures, None, [status], concurrency_limit=None)
