@@ -130,7 +130,7 @@ def gpu_estimate(iterations, source) -> str:
 
 def _trainer(photo, sketch, caption, iterations, source, invert="auto") -> tuple[OneShotTrainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
-        return cnn_style.trainer(photo, sketch, iterations, source), ""
+        return cnn_style.trainer(photo, sketch, iterations, source, invert), ""
     demo = source == TINY
     bb = common.backbone(source)
     weights, note, lpips_model = LossWeights(), "", None
