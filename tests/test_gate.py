@@ -114,9 +114,12 @@ def test_missing_controlnet_offline_says_what_to_set(tiny_backbone, monkeypatch)
 @pytest.mark.parametrize("extra", [
     dict(taps=("up_blocks.1.resnets.0:res-out", "up_blocks.2.attentions.1:self-q", "up_blocks.3.attentions.2:attn-out")),
     dict(controlnet="tiny", control_steps=2),
+    dict(lora="made-in-test"),
 ])
 def test_style_with_technique_trains_and_reproduces_at_inference(tiny_backbone, photo, tmp_path, extra):
     bb = tiny_backbone
+    if "lora" in extra:
+        extra = dict(lora=str(_make_lora(bb.unet, tmp_path / "l.safetensors")))
     sketch = Image.new("L", (128, 128), 255)
     ImageDraw.Draw(sketch).rectangle([30, 30, 90, 100], outline=0, width=2)
     prior = fit_prior(bb, read_captions()[:40], n_components=8)
@@ -130,7 +133,63 @@ def test_style_with_technique_trains_and_reproduces_at_inference(tiny_backbone, 
     style = load_style(tmp_path / "s", bb)
     if "taps" in extra:
         assert set(style.generator.config.unet_taps) == set(extra["taps"])
-    else:
+    elif "controlnet" in extra:
         assert style.meta["control"]["controlnet"] == "tiny"
+    else:
+        assert style.meta["lora"]["source"] == extra["lora"]
     got = np.asarray(PhotoToSketch(style, bb)(photo).sketch)
     assert np.array_equal(got, expected)
+
+
+# ------------------------------------------------------------------ LoRA
+
+def _make_lora(unet, path, rank=2, conv=True):
+    """A LoRA made here: random low-rank pairs on two attention projections (peft layout) and one conv (old layout)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name in ("up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
+                 "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_v"):
+        w = unet.get_submodule(name).weight
+        tensors[f"unet.{name}.lora_A.weight"] = torch.randn(rank, w.shape[1], generator=g)
+        tensors[f"unet.{name}.lora_B.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.5
+    if conv:
+        w = unet.get_submodule("up_blocks.3.resnets.0.conv1").weight
+        tensors["up_blocks.3.resnets.0.conv1.lora.down.weight"] = torch.randn(rank, *w.shape[1:], generator=g)
+        tensors["up_blocks.3.resnets.0.conv1.lora.up.weight"] = torch.randn(w.shape[0], rank, 1, 1, generator=g) * 0.1
+    save_file(tensors, str(path))
+    return path
+
+
+def test_lora_changes_the_features_and_unloading_restores_them(tiny_backbone, photo, tmp_path):
+    from diffsketch_core.diffusion.lora import load_lora
+
+    bb = tiny_backbone
+    images, cond, uncond = _inputs(bb, photo)
+    before = {k: v.clone() for k, v in bb.unet.state_dict().items()}
+    lora = load_lora(str(_make_lora(bb.unet, tmp_path / "l.safetensors")))
+    assert len(lora.pairs) == 3
+    plain = FeatureExtractor(bb, timesteps=(61,)).extract(images, cond, uncond, with_vae=False)
+    lored = FeatureExtractor(bb, timesteps=(61,), lora=lora).extract(images, cond, uncond, with_vae=False)
+    assert not torch.allclose(lored.unet.maps["up_blocks.3.resnets.2"], plain.unet.maps["up_blocks.3.resnets.2"])
+    for k, v in bb.unet.state_dict().items():  # unloaded: the shared UNet is bit for bit what it was
+        assert torch.equal(v, before[k]), k
+    again = FeatureExtractor(bb, timesteps=(61,)).extract(images, cond, uncond, with_vae=False)
+    torch.testing.assert_close(again.unet.maps["up_blocks.3.resnets.2"], plain.unet.maps["up_blocks.3.resnets.2"])
+
+
+def test_lora_errors_are_sentences(tiny_backbone, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from diffsketch_core.diffusion.lora import load_lora
+    from diffsketch_core.errors import BadInputError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError, match="--lora"):
+        load_lora("someone/some-lora")
+    save_file({"unet.nope.lora_A.weight": torch.zeros(2, 4), "unet.nope.lora_B.weight": torch.zeros(4, 2)},
+              str(tmp_path / "bad.safetensors"))
+    with pytest.raises(BadInputError, match="no layer 'nope'"):
+        with load_lora(str(tmp_path / "bad.safetensors")).applied(tiny_backbone.unet):
+            pass

@@ -21,6 +21,7 @@ The tiny backbone has the same names with widths 32/32/16/8 (UNet) and 32/32/16/
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,6 +29,7 @@ import torch
 
 from .backbone import Backbone
 from .controlnet import Control, residuals
+from .lora import LoRA
 from .sampling import ddim_grid, ddim_sample, initial_noise
 from .taps import RES_OUT, AllTapsFired, Taps, to_nchw
 
@@ -74,8 +76,9 @@ class FeatureExtractor:
 
     def __init__(self, backbone: Backbone, taps: Sequence[str] | None = None,
                  timesteps: Sequence[int] = DEFAULT_TIMESTEPS, max_batch: int = 26,
-                 out_dtype: torch.dtype = torch.float32, control: Control | None = None):
-        self.backbone, self.control = backbone, control
+                 out_dtype: torch.dtype = torch.float32, control: Control | None = None,
+                 lora: LoRA | None = None, lora_scale: float = 1.0):
+        self.backbone, self.control, self.lora, self.lora_scale = backbone, control, lora, lora_scale
         self.taps = list(taps) if taps is not None else decoder_taps(backbone.unet)
         self.timesteps = tuple(int(t) for t in timesteps)
         n_train = backbone.scheduler.config.num_train_timesteps
@@ -101,7 +104,11 @@ class FeatureExtractor:
                       control_image: torch.Tensor | None = None) -> UNetFeatures:
         """Noise z0 to every timestep with seeded noise (the same for both branches) and record the taps.
         cond/uncond: (B or 1, 77, D) text embeddings. noise: optional (B, T, 4, h, w). control_image:
-        (B, 3, H, W) in [0, 1] when the extractor has a ControlNet."""
+        (B, 3, H, W) in [0, 1] when the extractor has a ControlNet. A LoRA is merged for this call only."""
+        with (self.lora.applied(self.backbone.unet, self.lora_scale) if self.lora is not None else nullcontext()):
+            return self._unet_features(z0, cond, uncond, seed, noise, control_image)
+
+    def _unet_features(self, z0, cond, uncond, seed, noise, control_image) -> UNetFeatures:
         bb = self.backbone
         b, t_count = z0.shape[0], len(self.timesteps)
         if (self.control is None) != (control_image is None):

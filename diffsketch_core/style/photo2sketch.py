@@ -22,7 +22,7 @@ from ..errors import BadInputError, DiffSketchError
 from ..diffusion.features import FeatureExtractor, image_to_tensor
 from ..images import ImageLike, load_image
 from .store import Style, load_style
-from .training import DEFAULT_CAPTION, example_seed, load_control, make_control_image
+from .training import DEFAULT_CAPTION, example_seed, load_control, load_lora_spec, make_control_image
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -52,8 +52,9 @@ class PhotoToSketch:
         taps = style.generator.config.unet_taps or None
         self.control_spec = style.meta.get("control")
         control = load_control(self.control_spec, backbone)
+        lora, lora_scale = load_lora_spec(style.meta.get("lora"))
         self.extractor = FeatureExtractor(backbone, taps=taps, timesteps=style.timesteps, max_batch=max_batch,
-                                          control=control)
+                                          control=control, lora=lora, lora_scale=lora_scale)
         text = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
         self.cond, self.uncond = backbone.encode_prompt(text), backbone.encode_prompt("")
 

@@ -27,6 +27,7 @@ from PIL import Image
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
 from ..diffusion.controlnet import Control, control_tensor, load_controlnet
+from ..diffusion.lora import LoRA, load_lora
 from .conditions import CDSTConditions, ConditionPrior, prior_for
 from ..errors import BadInputError
 from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
@@ -76,6 +77,8 @@ class TrainConfig:
     control_image: str = "canny"
     control_scale: float = 1.0
     control_steps: int = 0  # GATE's recipe: guided DDIM steps from t + steps down to t before extracting
+    lora: str | None = None  # a UNet LoRA (file, folder or hub id) merged while features are extracted
+    lora_scale: float = 1.0
 
 
 @dataclass
@@ -120,6 +123,14 @@ def load_control(spec: dict | None, backbone: Backbone) -> Control | None:
         raise BadInputError(f"The control image needs the {spec['image']} extractor: {missing}")
     model = load_controlnet(spec["controlnet"], backbone)
     return Control(model, spec["controlnet"], float(spec.get("scale", 1.0)), int(spec.get("steps", 0)))
+
+
+def lora_spec(cfg: TrainConfig) -> dict | None:
+    return {"source": cfg.lora, "scale": cfg.lora_scale} if cfg.lora else None
+
+
+def load_lora_spec(spec: dict | None) -> tuple[LoRA | None, float]:
+    return (load_lora(spec["source"]), float(spec.get("scale", 1.0))) if spec else (None, 1.0)
 
 
 def make_control_image(image: Image.Image, method: str, res: int) -> torch.Tensor:
@@ -167,9 +178,11 @@ class OneShotTrainer:
         self.target = torch.from_numpy(np.asarray(target_img, np.float32) / 255.0)[None, None].to(dev)
         self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
         self.control = load_control(control_spec(self.cfg), backbone)
+        lora, lora_scale = load_lora_spec(lora_spec(self.cfg))
         # the extractor reads the generator's taps, as Photo -> Sketch does
         self.extractor = FeatureExtractor(backbone, taps=self.generator.config.unet_taps, timesteps=self.cfg.timesteps,
-                                          max_batch=self.cfg.max_batch, control=self.control)
+                                          max_batch=self.cfg.max_batch, control=self.control, lora=lora,
+                                          lora_scale=lora_scale)
         self.uncond = backbone.encode_prompt("")
         self.example_cond = backbone.encode_prompt(self.caption)
         control_image = make_control_image(loaded.image, self.cfg.control_image, res) if self.control else None
@@ -281,7 +294,8 @@ class OneShotTrainer:
     def style(self) -> Style:
         # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
-                "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg)}
+                "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg),
+                "lora": lora_spec(self.cfg)}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -355,6 +369,8 @@ def _parser() -> argparse.ArgumentParser:
                         "photo's edges during feature extraction")
     p.add_argument("--control-image", default="canny", help="extractor that makes the control image")
     p.add_argument("--control-scale", type=float, default=1.0)
+    p.add_argument("--lora", default=None, help="a UNet LoRA (.safetensors file, folder or hub id) for extraction")
+    p.add_argument("--lora-scale", type=float, default=1.0)
     p.add_argument("--control-steps", type=int, default=0,
                    help="GATE's recipe: ControlNet-guided denoising steps from t + N to t before extracting")
     return p
@@ -371,7 +387,8 @@ def _main(args: argparse.Namespace) -> int:
     cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
                       resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
                       seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
-                      control_scale=args.control_scale, control_steps=args.control_steps, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      control_scale=args.control_scale, control_steps=args.control_steps, lora=args.lora,
+                      lora_scale=args.lora_scale, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
     try:

@@ -1,0 +1,109 @@
+"""LoRA on the UNet for feature extraction (GATE: a LoRA tuned on images like the user's steers the reconstruction
+toward them), merged for the length of a `with` block and removed exactly afterwards.
+
+Diffusers' own adapter loading (`load_lora_weights`) needs the peft package, which this project does not ship; the
+low-rank update is simple enough to merge directly: W <- W + scale * (alpha / r) * B @ A for every LoRA pair. The
+original weights of the touched layers are kept and written back on exit, so unloading restores the UNet bit for
+bit (the backbone is shared by every tab of the app).
+
+Files: a `.safetensors` file, or a folder / hub id holding `pytorch_lora_weights.safetensors`, in the diffusers/peft
+layout (`unet.<module>.lora_A.weight` / `lora_B.weight`, optional `<module>.alpha`) or the older diffusers layout
+(`<module>.lora.down.weight` / `lora.up.weight`). Text-encoder entries are ignored (our captions are encoded without
+the LoRA, the same at training and inference).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .. import settings
+from ..errors import BadInputError, MissingWeightsError
+
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+_PAIRS = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.up.weight"))
+
+
+@dataclass
+class LoRA:
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor, float]]  # module path -> (down A (r, in), up B (out, r), alpha)
+    source: str
+
+    @classmethod
+    def from_state_dict(cls, tensors: dict[str, torch.Tensor], source: str = "") -> "LoRA":
+        pairs = {}
+        for key, down in tensors.items():
+            for a_suffix, b_suffix in _PAIRS:
+                if not key.endswith(a_suffix):
+                    continue
+                path = key[: -len(a_suffix)]
+                if path.startswith("text_encoder"):
+                    continue
+                up = tensors.get(path + b_suffix)
+                if up is None:
+                    raise BadInputError(f"LoRA {source or ''}: {key} has no matching {b_suffix}")
+                alpha = tensors.get(path + ".alpha")
+                module = path.removeprefix("unet.")
+                pairs[module] = (down.float(), up.float(), float(alpha) if alpha is not None else float(down.shape[0]))
+        if not pairs:
+            raise BadInputError(f"No UNet LoRA weights found in {source or 'the file'}.")
+        return cls(pairs, source)
+
+    @contextmanager
+    def applied(self, unet: torch.nn.Module, scale: float = 1.0):
+        """Merge into `unet` inside the block; the touched weights are restored exactly on exit."""
+        saved = {}
+        try:
+            for path, (down, up, alpha) in self.pairs.items():
+                try:
+                    layer = unet.get_submodule(path)
+                except AttributeError:
+                    raise BadInputError(f"LoRA {self.source}: the UNet has no layer {path!r} (a LoRA for another "
+                                        "backbone?)") from None
+                w = layer.weight
+                delta = (up.flatten(1) @ down.flatten(1)) * (alpha / down.shape[0]) * scale  # conv LoRAs too
+                if delta.numel() != w.numel():
+                    raise BadInputError(f"LoRA {self.source}: {path} has shape {tuple(delta.shape)}, the UNet's "
+                                        f"{tuple(w.shape)} (a LoRA for another backbone?)")
+                saved[path] = w.detach().clone()
+                with torch.no_grad():
+                    w.add_(delta.view_as(w).to(w.device, w.dtype))
+            yield self
+        finally:
+            with torch.no_grad():
+                for path, w in saved.items():
+                    unet.get_submodule(path).weight.copy_(w)
+
+
+def _missing(source: str, why: str) -> MissingWeightsError:
+    return MissingWeightsError(f"LoRA '{source}' is not available: {why}. Give a local .safetensors file or a folder "
+                               f"with {WEIGHT_NAME} as the style's LoRA (--lora, or the Style tab's advanced panel).")
+
+
+def load_lora(source: str) -> LoRA:
+    local = Path(source).expanduser()
+    if local.is_file():
+        path = local
+    elif local.is_dir():
+        path = local / WEIGHT_NAME
+        if not path.is_file():
+            raise _missing(source, f"the folder has no {WEIGHT_NAME}")
+    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(source, WEIGHT_NAME, local_files_only=settings.hub_offline()))
+        except Exception as exc:  # hub/network errors come in many types; all mean "not here"
+            offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if settings.hub_offline() else ""
+            raise _missing(source, f"{type(exc).__name__}{offline}") from exc
+    else:
+        raise _missing(source, "it is neither a file, a folder nor a hub id like 'owner/name'")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise BadInputError(f"LoRA {source}: not a readable safetensors file ({type(exc).__name__}).") from None
+    return LoRA.from_state_dict(tensors, source)
