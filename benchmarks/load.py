@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import statistics
 import sys
 import tempfile
 import threading

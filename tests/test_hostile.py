@@ -7,7 +7,6 @@ import resource
 import socket
 import time
 import zipfile
-import zlib
 from types import SimpleNamespace
 
 import gradio as gr
@@ -21,7 +20,7 @@ from test_images import png_header
 from diffsketch_core import budgets
 from diffsketch_core.strokes.vectorize import vectorize
 from diffsketch_core.errors import BadInputError
-from ui import canvas, classic, common, rectify, strokes, style
+from ui import classic, common, rectify, strokes, style
 
 needs_strokes = pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")
 
@@ -214,6 +213,7 @@ def test_bad_draw_settings_get_a_sentence(count, sampler, seed, match):
     ('{"format": "diffsketch-style", "version": 99}', "{}", "newer version"),
     ('{"format": "diffsketch-style", "version": "two"}', "{}", "not one this version knows"),
     ('{"format": "diffsketch-style", "version": 2}', "[]", "not a generator configuration"),
+    ('{"format": "diffsketch-style", "version": 2}', "{}", "Could not load"),  # its error names the folder: scrubbed
 ])
 def test_malformed_style_zips_get_a_sentence_and_leave_no_folder(tmp_path, style_json, config_json, match):
     path = _style_zip(tmp_path / "s.zip", style_json, config_json)
@@ -236,7 +236,10 @@ def test_the_gradio_preprocessing_of_every_input_speaks_in_sentences(tmp_path):
     text.write_text("not an image")
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(9000, 9000))  # in the band where Pillow only warns
-    for path, match in ((empty, "empty (0 bytes)"), (text, "not an image"), (bomb, "MP this app decodes")):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(30000, 30000))  # 900 MP: past it, where Gradio's own decoding failed with no text
+    for path, match in ((empty, "empty (0 bytes)"), (text, "not an image"), (bomb, "MP this app decodes"),
+                        (huge, "MP this app decodes")):
         payload = gr.FileData(path=uploaded(path), orig_name=path.name)
         assert match in message(image.preprocess, payload)
     assert "must be a file uploaded" in message(image.preprocess, gr.FileData(path=SERVER_FILE, orig_name="x.png"))
@@ -280,11 +283,14 @@ def test_a_member_larger_than_its_header_says_is_refused_while_streaming(tmp_pat
 def test_the_sweep_removes_request_outputs_and_abandoned_sessions_only():
     fresh = common.output_dir(req("sweep-a"), "classic")
     old = common.output_dir(req("sweep-a"), "classic")
+    beside = old.with_suffix(".zip")  # Photo -> Sketch zips its output folder beside it
+    beside.write_bytes(b"PK")
     kept_style = common.user_dir(req("sweep-b")) / "style-1"
     kept_style.mkdir(exist_ok=True)
     now = time.time()
     common.sweep(now=now + budgets.OUTPUT_TTL_S + 1, session_ttl=1e9)
-    assert not old.exists() and not fresh.exists() and not (common.WORK / "sweep-a").exists()  # emptied session went
+    assert not old.exists() and not fresh.exists() and not beside.exists()
+    assert not (common.WORK / "sweep-a").exists()  # the emptied session folder went too
     assert kept_style.exists()  # a session's style outlives its requests
     common.sweep(now=now + budgets.SESSION_TTL_S + 1)
     assert not (common.WORK / "sweep-b").exists()

@@ -35,7 +35,8 @@ except ImportError:  # pragma: no cover - spaces is in requirements.txt
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 WORK = Path(tempfile.gettempdir()) / "diffsketch-studio"
-EXTRACTOR_LABELS = {"hed": "HED (soft, detailed)", "pidinet": "PiDiNet (clean contours)",
+EXTRACTOR_LABELS = {"fast": "Fast (HED student, ~0.2 s)",
+                    "hed": "HED (soft, detailed)", "pidinet": "PiDiNet (clean contours)",
                     "xdog": "XDoG (tonal, DiffSketch's setting)", "canny": "Canny (thin, hard edges)"}
 DEMO_BANNER = ("**Demo backbone** — tiny Stable-Diffusion-shaped model with *random weights*. Everything runs end "
                "to end, but the sketches mean nothing. Point the Backbone panel at real SD 1.x weights for real results.")
@@ -104,9 +105,9 @@ def sweep(now: float | None = None, output_ttl: float | None = None, session_ttl
         if not sess.is_dir() or sess.name in RUNNING:
             continue
         try:
-            for out in sess.glob(OUTPUT_PREFIX + "*"):
+            for out in sess.glob(OUTPUT_PREFIX + "*"):  # folders, and files beside them (a folder's .zip)
                 if now - out.stat().st_mtime > output_ttl:
-                    shutil.rmtree(out, ignore_errors=True)
+                    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
                     removed += 1
             if now - _newest_mtime(sess) > session_ttl:
                 shutil.rmtree(sess, ignore_errors=True)

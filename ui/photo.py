@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import gradio as gr
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.style.photo2sketch import PhotoToSketch, finish
 from diffsketch_core.style.store import load_style
+from diffsketch_core.style.student import StudentSketcher, style_student
 
 from . import cnn_style, common
-from .common import GPU, NEEDS_WEIGHTS, fail, user_dir
+from .common import GPU, NEEDS_WEIGHTS, fail
 
 SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
 
@@ -28,8 +28,9 @@ def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, tran
 
 @GPU(duration=120)
 def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
-                       request: gr.Request | None = None, progress=gr.Progress(), caption=None):
-    if source is None:
+                       request: gr.Request | None = None, progress=gr.Progress(), caption=None, fast=False):
+    fast = fast is True  # any API client can send anything; only a real tick switches the student on
+    if source is None and not fast:
         raise gr.Error(NEEDS_WEIGHTS)
     if not style_dir:
         raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
@@ -43,7 +44,13 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
     if not isinstance(transparent, bool):
         raise gr.Error("Transparent background must be true or false.")
     try:
-        if cnn_style.is_cnn(source):  # issue 13: a style trained on VGG16 features
+        if fast:  # issue 14: the style's own distilled student, no backbone needed
+            student = style_student(style_dir)
+            if student is None:
+                raise gr.Error("This style has no student yet: distil one in the Style tab (Distil this style), "
+                               "or untick Fast (student).")
+            model = StudentSketcher(student)
+        elif cnn_style.is_cnn(source):  # issue 13: a style trained on VGG16 features
             model = cnn_style.model(style_dir, source)
         else:
             bb = common.backbone(source)
@@ -51,8 +58,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
             model = PhotoToSketch(load_style(style_dir, bb), bb, text)
     except DiffSketchError as exc:
         raise fail(exc) from None
-    out_dir = user_dir(request) / f"sketches-{time.time_ns()}"
-    out_dir.mkdir()
+    out_dir = common.output_dir(request, "sketches")  # a request's outputs: swept once Gradio has copied them
     outputs, problems = [], []
     for path in progress.tqdm(files, desc="Sketching"):
         path = Path(path)
@@ -84,11 +90,14 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold (0 = keep grey tones)")
             transparent = gr.Checkbox(False, label="Transparent background")
             caption = gr.Textbox(label="What these photos show (optional; empty: the style's own caption)")
+            fast = gr.Checkbox(False, label="Fast (student)", elem_id="photo-fast",
+                               info="the style's distilled student (Style tab, Distil this style): a fraction of a "
+                                    "second per photo on a CPU, no backbone needed")
             run = gr.Button("Sketch photos", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="Sketches", format="png", columns=2)
             download = gr.DownloadButton("Download all (.zip)")
             note = gr.Markdown()
-    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption],
+    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption, fast],
               [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
     return banner
