@@ -82,3 +82,20 @@ def test_polarity_guess_is_shown_for_an_upload(tmp_path):
     shown = style.polarity_guess(uploaded(tmp_path / "chalk.png"))
     assert "inverted" in shown and "keep as drawn" in shown
     assert style.polarity_guess(None) == ""
+
+
+@requires_shared
+def test_advanced_panel_techniques_reach_the_style(pair_files):
+    import json
+    from pathlib import Path
+
+    assert "ControlNet" in style.techniques_status() and "self-q" in style.techniques_status()
+    assert style.advanced_techniques("", "", "canny", 0, "") == {}  # off by default
+    taps = "up_blocks.1.resnets.0:res-out, up_blocks.3.attentions.2:attn-out"
+    outs = list(style.train_style(*pair_files, "a box", 2, "tiny", req("advanced"), "auto", taps, "tiny", "canny", 1, ""))
+    info = json.loads((Path(outs[-1][4]) / "style.json").read_text())
+    assert info["control"] == {"controlnet": "tiny", "image": "canny", "scale": 1.0, "steps": 1}
+    config = json.loads((Path(outs[-1][4]) / "config.json").read_text())
+    assert set(config["unet_taps"]) == {"up_blocks.1.resnets.0:res-out", "up_blocks.3.attentions.2:attn-out"}
+    with pytest.raises(style.gr.Error, match="Unknown tap kind"):
+        list(style.train_style(*pair_files, "a box", 2, "tiny", req("advanced"), "auto", "up_blocks.1.resnets.0:x"))

@@ -18,6 +18,9 @@ from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
 from diffsketch_core.style.archive import pack_style, unpack_style
 from diffsketch_core.style.store import load_style
+from diffsketch_core.diffusion.taps import KINDS
+from diffsketch_core.extractors import METHODS
+from diffsketch_core.extractors import needs as extractor_needs
 from diffsketch_core.style.sketches import guess_polarity, sketch_grey
 from diffsketch_core.style.training import (ChunkPlan, OneShotTrainer, TrainConfig, TrainEvent, iteration_seconds,
                                             plan_chunks)
@@ -56,7 +59,8 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
     return event.preview["example"], event.preview["sample"]
 
 
-def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto"):
+def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
+                taps="", controlnet="", control_image="canny", control_steps=0, lora=""):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
@@ -74,7 +78,8 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     # registered first: Stop works while the trainer is set up, and (through a file) inside a GPU worker process
     cancel = RUNNING[key] = StopFlag(user_dir(request) / f"stop-{time.time_ns()}")
     try:
-        yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto")
+        techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora)
+        yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques)
     finally:
         RUNNING.pop(key, None)
         TRAINING.pop(key, None)
@@ -100,9 +105,38 @@ class StopFlag:
 TRAINING: dict[str, dict] = {}
 
 
-def _config(iterations: int, demo: bool, weights: LossWeights | None = None) -> TrainConfig:
+def _config(iterations: int, demo: bool, weights: LossWeights | None = None, techniques: dict | None = None) -> TrainConfig:
     return TrainConfig(iterations=iterations, horizon=max(1, iterations * 5 // 6), weights=weights or LossWeights(),
-                       preview_every=max(1, iterations // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}))
+                       preview_every=max(1, iterations // 20), **({"sample_steps": 4, "gen_batch": 2} if demo else {}),
+                       **(techniques or {}))
+
+
+def advanced_techniques(taps, controlnet, control_image, control_steps, lora) -> dict:
+    """The advanced panel's choices as TrainConfig fields (all off when left empty)."""
+    out: dict = {}
+    if isinstance(taps, str) and taps.strip():
+        out["taps"] = tuple(t.strip() for t in taps.split(",") if t.strip())
+    if isinstance(controlnet, str) and controlnet.strip():
+        out |= dict(controlnet=controlnet.strip(), control_image=common.as_choice(control_image, list(METHODS),
+                                                                                  "Control image"),
+                    control_steps=common.as_int(control_steps or 0, "ControlNet steps", 0, 50))
+    if isinstance(lora, str) and lora.strip():
+        out["lora"] = lora.strip()
+    return out
+
+
+def techniques_status() -> str:
+    """What each technique of the advanced panel needs, and whether it can run here now."""
+    ready = [m for m in METHODS if extractor_needs(m) is None]
+    return "\n".join([
+        "| technique | what it does | needs | here |", "|---|---|---|---|",
+        "| Feature taps | any activation as a feature: `path:kind`, kinds " + ", ".join(f"`{k}`" for k in KINDS[:-1])
+        + " | nothing | ready |",
+        "| ControlNet (GATE) | the photo's edges steer the extraction forward back to the photo | a diffusers "
+        "ControlNet for SD 1.x (hub id or folder; `tiny` with the demo backbone) | control images: "
+        + (", ".join(ready) or "none") + " |",
+        "| LoRA (GATE) | a LoRA tuned on images like yours, merged while features are extracted | a `.safetensors` "
+        "LoRA (file, folder or hub id) | when given |"])
 
 
 def _plan(iterations: int, source: str, per_iteration: float | None = None) -> ChunkPlan:
@@ -128,7 +162,7 @@ def gpu_estimate(iterations, source) -> str:
             f"{max(plan.seconds)} s (first estimate; later calls use the measured speed).")
 
 
-def _trainer(photo, sketch, caption, iterations, source, invert="auto") -> tuple[OneShotTrainer, str]:
+def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None) -> tuple[OneShotTrainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
         return cnn_style.trainer(photo, sketch, iterations, source, invert), ""
     demo = source == TINY
@@ -139,7 +173,7 @@ def _trainer(photo, sketch, caption, iterations, source, invert="auto") -> tuple
             lpips_model = load_lpips()
         except DiffSketchError:  # the demo runs anywhere; a real training insists on every loss
             weights, note = LossWeights(lpips=0.0), "LPIPS weights not found: demo trains without the LPIPS term. "
-    cfg = _config(iterations, demo, weights)
+    cfg = _config(iterations, demo, weights, techniques)
     trainer = OneShotTrainer(bb, photo, sketch, caption or "", cfg, clip=common.clip(demo), lpips_model=lpips_model,
                              invert=invert)
     return trainer, note
@@ -161,7 +195,7 @@ def _train_chunk(job: dict):
     cancel = StopFlag(job["stop"])
     try:
         trainer, note = _trainer(job["photo"], job["sketch"], job["caption"], job["iterations"], job["source"],
-                                 job["invert"])
+                                 job["invert"], job["techniques"])
     except DiffSketchError as exc:
         raise fail(exc) from None
     if job["state"] is not None:
@@ -197,14 +231,14 @@ def _train_chunk(job: dict):
         raise fail(exc) from None
 
 
-def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto"):
+def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None):
     plan = _plan(iterations, source)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
     yield f"Preparing: features of your photo, text prior...{asks}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
         gr.update(interactive=False)
     key = session(request)
     job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
-               invert=invert, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
+               invert=invert, techniques=techniques or {}, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
                state=None, until=0, seconds=0)
     done = 0
     while True:
@@ -265,6 +299,15 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         invert = gr.Radio(INVERT_CHOICES, value="auto", label="Sketch polarity",
                           info="auto: the guess shown; keep: dark lines on light paper as drawn; invert: flip it")
     gpu_note = gr.Markdown()
+    with gr.Accordion("Advanced: diffusion feature techniques (off by default)", open=False):
+        gr.Markdown(techniques_status())
+        adv_taps = gr.Textbox(label="UNet taps (comma-separated; empty: DiffSketch's 12 decoder resnets)",
+                              placeholder="up_blocks.1.resnets.0:res-out, up_blocks.1.attentions.0:self-q")
+        with gr.Row():
+            adv_controlnet = gr.Textbox(label="ControlNet (hub id or folder; empty: off)")
+            adv_control_image = gr.Radio(list(METHODS), value="canny", label="Control image from")
+            adv_control_steps = gr.Slider(0, 20, value=0, step=1, label="GATE guided steps before extracting")
+        adv_lora = gr.Textbox(label="LoRA (.safetensors file, folder or hub id; empty: off)")
     with gr.Row():
         train = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop", variant="stop")
@@ -280,7 +323,8 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
     sketch.change(polarity_guess, [sketch], [polarity])
     for trigger in (iterations.change, backbone.change):
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
-    train.click(train_style, [photo, sketch, caption, iterations, backbone, invert],
+    train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
+                              adv_control_image, adv_control_steps, adv_lora],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)

@@ -176,8 +176,14 @@ class OneShotTrainer:
         self.photo = image_to_tensor(loaded.image, (res, res)).to(dev)
         target_img = Image.fromarray((target * 255).astype(np.uint8), "L").resize((res, res), Image.Resampling.LANCZOS)
         self.target = torch.from_numpy(np.asarray(target_img, np.float32) / 255.0)[None, None].to(dev)
-        self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
-        self.control = load_control(control_spec(self.cfg), backbone)
+        try:  # an unknown tap name or kind, ControlNet steps past the schedule: the user's choice, said plainly
+            self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
+            self.control = load_control(control_spec(self.cfg), backbone)
+            if self.control is not None and max(self.cfg.timesteps) + self.control.steps >= 1000:
+                raise ValueError(f"ControlNet steps ({self.control.steps}) above the largest timestep "
+                                 f"({max(self.cfg.timesteps)}) leave the 1000-step schedule")
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
         lora, lora_scale = load_lora_spec(lora_spec(self.cfg))
         # the extractor reads the generator's taps, as Photo -> Sketch does
         self.extractor = FeatureExtractor(backbone, taps=self.generator.config.unet_taps, timesteps=self.cfg.timesteps,
