@@ -214,7 +214,7 @@ def build(backbone: gr.State) -> PictureTab:
                                               " HED weights are missing here: " + sketch_extractors.needs("hed")))
                 lpips_weight = gr.Slider(0, 2, value=0.0, step=0.1, label="LPIPS weight in the sketch loss")
                 lora_file = gr.File(label="Fine-tuned LoRA (optional; python -m diffsketch_core.picture.finetune)",
-                                    file_types=[".safetensors"])
+                                    file_types=[".safetensors"], height=90)
             strength = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Strength (1 = from noise; less = start from your sketch)")
             with gr.Row():
                 steps = gr.Slider(1, 100, value=30, step=1, label="Steps")
