@@ -193,3 +193,21 @@ def test_lora_errors_are_sentences(tiny_backbone, tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="no layer 'nope'"):
         with load_lora(str(tmp_path / "bad.safetensors")).applied(tiny_backbone.unet):
             pass
+
+
+def test_img2img_proxy_follows_strength_and_control(tiny_backbone, photo):
+    from diffsketch_core.diffusion.controlnet import residuals
+    from diffsketch_core.diffusion.sampling import img2img
+
+    bb = tiny_backbone
+    images, cond, uncond = _inputs(bb, photo)
+    z0 = FeatureExtractor(bb).encode(images)
+    assert torch.equal(img2img(bb, z0, cond, uncond, strength=0.0, steps=10), z0)
+    weak = img2img(bb, z0, cond, uncond, strength=0.2, steps=10)
+    strong = img2img(bb, z0, cond, uncond, strength=0.8, steps=10)
+    assert (weak - z0).abs().mean() < (strong - z0).abs().mean()
+    control = Control(tiny_controlnet(bb.unet), "t")
+    image = make_control_image(photo, "canny", 128)
+    guided = img2img(bb, z0, cond, uncond, strength=0.8, steps=10,
+                     extra=lambda x, t, e: residuals(control, x, t, e, image.expand(x.shape[0], -1, -1, -1)))
+    assert not torch.allclose(guided, strong)

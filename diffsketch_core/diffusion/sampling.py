@@ -56,3 +56,31 @@ def ddim_sample(backbone: Backbone, cond: torch.Tensor, uncond: torch.Tensor | N
 def ddim_grid(backbone: Backbone, steps: int) -> list[int]:
     backbone.scheduler.set_timesteps(steps)
     return [int(t) for t in backbone.scheduler.timesteps]
+
+
+@torch.no_grad()
+def img2img(backbone: Backbone, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None, *,
+            strength: float = 0.5, steps: int = 50, guidance: float = 5.0, seed: int | None = 0,
+            extra: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict] | None = None) -> torch.Tensor:
+    """SDEdit-style Img2Img: noise the scaled latents z0 to `strength` of the schedule and run the DDIM grid down
+    from there. `extra(x, t, embeds)` may add UNet keyword arguments per step (a ControlNet's residuals). GATE's
+    content-shift proxy compares the decoded result with the input."""
+    unet, sched = backbone.unet, backbone.scheduler
+    sched.set_timesteps(steps, device=backbone.device)
+    start = int(round(steps * (1 - float(strength))))
+    timesteps = sched.timesteps[start:]
+    if len(timesteps) == 0:
+        return z0
+    noise = initial_noise(tuple(z0.shape), seed, backbone.device, backbone.dtype)
+    latents = sched.add_noise(z0.to(backbone.dtype), noise, timesteps[:1].repeat(z0.shape[0]))
+    embeds = cond if uncond is None else torch.cat([uncond.expand_as(cond), cond])
+    for t in timesteps:
+        model_in = latents if uncond is None else torch.cat([latents, latents])
+        t_rows = t.repeat(model_in.shape[0])
+        kwargs = extra(model_in, t_rows, embeds) if extra is not None else {}
+        eps = unet(model_in, t_rows, encoder_hidden_states=embeds, **kwargs).sample
+        if uncond is not None:
+            eps_u, eps_c = eps.chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        latents = sched.step(eps, t, latents, eta=0.0).prev_sample
+    return latents

@@ -1,0 +1,155 @@
+"""GATE's content-shift proxy and the cost of each feature technique (issue 16).
+
+1. Proxy: LPIPS between a photo and its Img2Img reconstruction (noise to a strength, DDIM back, decode) with each
+   technique off and on, on BSDS500 test photos. A technique that steers the reconstruction back toward the photo
+   (lower LPIPS) suppresses content shift, and GATE's guideline says its features are worth using. With the tiny
+   random backbone (the default here) the numbers only prove the plumbing, and the script says so; with real
+   weights (--backbone a local SD 1.x folder and --controlnet a real ControlNet, on a user's GPU) it is the paper's
+   guideline.
+2. Cost: UNet and ControlNet passes and seconds of one photo's feature extraction (13 timesteps x [uncond, cond])
+   with each technique, on the sd15-shaped backbone (real SD-1.5 configs, random weights: cost does not depend on
+   values), and the ratio to plain extraction.
+
+    python benchmarks/content_shift.py --photos 4 --cost-resolution 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DIFFSKETCH_WEIGHTS_DIR", str(ROOT.parent / "shared" / "weights"))
+BSDS = ROOT.parent / "shared" / "data" / "photos" / "bsds500" / "images" / "test"
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks._util import machine  # noqa: E402
+from diffsketch_core.diffusion.backbone import load_backbone  # noqa: E402
+from diffsketch_core.diffusion.controlnet import Control, load_controlnet, residuals, tiny_controlnet  # noqa: E402
+from diffsketch_core.diffusion.features import FeatureExtractor, image_to_tensor  # noqa: E402
+from diffsketch_core.diffusion.lora import LoRA, load_lora  # noqa: E402
+from diffsketch_core.diffusion.sampling import img2img  # noqa: E402
+from diffsketch_core.perceptual import load_lpips  # noqa: E402
+from diffsketch_core.style.training import make_control_image  # noqa: E402
+
+
+def proxy(args) -> None:
+    bb = load_backbone(args.backbone)
+    res = args.resolution or bb.resolution
+    photos = sorted(BSDS.glob("*.jpg"))[: args.photos]
+    if not photos:
+        raise SystemExit(f"no BSDS500 test photos under {BSDS}")
+    lp = load_lpips(bb.device)
+    techniques: dict[str, tuple] = {"plain": (None, None)}
+    if args.controlnet:
+        techniques[f"controlnet ({args.control_image})"] = (Control(load_controlnet(args.controlnet, bb), args.controlnet), None)
+    if args.lora:
+        techniques["lora"] = (None, load_lora(args.lora))
+    cond, uncond = bb.encode_prompt(args.prompt), bb.encode_prompt("")
+    ex = FeatureExtractor(bb)
+    rows = {name: {s: [] for s in args.strengths} for name in techniques}
+    for path in photos:
+        img = Image.open(path).convert("RGB")
+        x = image_to_tensor(img, (res, res)).to(bb.device)
+        z0 = ex.encode(x)
+        control_image = make_control_image(img, args.control_image, res).to(bb.device)
+        for name, (control, lora) in techniques.items():
+            extra = None
+            if control is not None:
+                extra = lambda xx, t, e, c=control: residuals(c, xx, t, e, control_image.expand(xx.shape[0], -1, -1, -1))  # noqa: E731
+            for s in args.strengths:
+                ctx = lora.applied(bb.unet) if lora is not None else torch.no_grad()
+                with ctx, torch.no_grad():
+                    z = img2img(bb, z0, cond, uncond, strength=s, steps=args.steps, seed=0, extra=extra)
+                    recon = bb.vae.decode(z / bb.scaling_factor).sample.float().clamp(-1, 1)
+                    rows[name][s].append(float(lp(recon, x.float()).mean()))
+    print(f"machine: {machine()}; backbone {args.backbone}; {len(photos)} BSDS500 test photos at {res} px; "
+          f"Img2Img {args.steps} DDIM steps, CFG 5, prompt {args.prompt!r}")
+    if bb.is_demo:
+        print("NOTE: random-weight backbone: these LPIPS figures only prove the plumbing; they say nothing about "
+              "content shift. Run with real SD and ControlNet weights for GATE's guideline.")
+    print("| technique | " + " | ".join(f"LPIPS at strength {s}" for s in args.strengths) + " |")
+    print("|---|" + "---|" * len(args.strengths))
+    for name, by_s in rows.items():
+        print(f"| {name} | " + " | ".join(f"{sum(v) / len(v):.4f}" for v in by_s.values()) + " |")
+
+
+def _made_lora(unet, rank: int = 8) -> LoRA:
+    """A random rank-8 LoRA on every attention projection (cost only)."""
+    g = torch.Generator().manual_seed(0)
+    pairs = {}
+    for name, m in unet.named_modules():
+        if name.endswith(("to_q", "to_k", "to_v", "to_out.0")) and isinstance(m, torch.nn.Linear):
+            pairs[name] = (torch.randn(rank, m.in_features, generator=g) * 0.01,
+                           torch.randn(m.out_features, rank, generator=g) * 0.01, float(rank))
+    return LoRA(pairs, "random")
+
+
+def cost(args) -> None:
+    bb = load_backbone(args.cost_backbone)
+    res = args.cost_resolution
+    passes = {"unet": 0, "controlnet": 0}
+    hooks = [bb.unet.register_forward_pre_hook(lambda m, a: passes.__setitem__("unet", passes["unet"] + 1))]
+    cn = tiny_controlnet(bb.unet) if bb.is_demo else None
+    if cn is not None:
+        hooks.append(cn.register_forward_pre_hook(lambda m, a: passes.__setitem__("controlnet", passes["controlnet"] + 1)))
+    image = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    control_image = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(1))
+    cond, uncond = bb.encode_prompt("a photo"), bb.encode_prompt("")
+    setups = {"plain": {}, "ControlNet": {"control": Control(cn, "random")},
+              f"ControlNet + GATE {args.gate_steps} steps": {"control": Control(cn, "random", steps=args.gate_steps)},
+              "LoRA (rank 8, all attention)": {"lora": _made_lora(bb.unet)}}
+    results = {}
+    for name, kw in setups.items():
+        ex = FeatureExtractor(bb, max_batch=args.max_batch, **kw)
+        passes.update(unet=0, controlnet=0)
+        start = time.perf_counter()
+        with torch.no_grad():
+            z0 = ex.encode(image.to(bb.device))
+            ex.unet_features(z0, cond, uncond, seed=0, control_image=control_image if "control" in kw else None)
+        results[name] = (time.perf_counter() - start, dict(passes))
+    for h in hooks:
+        h.remove()
+    base = results["plain"][0]
+    print(f"\nmachine: {machine()}; cost backbone {args.cost_backbone} at {res} px; one photo, 13 timesteps x "
+          f"[uncond, cond] = 26 UNet rows, batches of {args.max_batch} (VAE decode not included)")
+    print("| technique | UNet forwards | ControlNet forwards | seconds | x plain |")
+    print("|---|---|---|---|---|")
+    for name, (sec, p) in results.items():
+        print(f"| {name} | {p['unet']} | {p['controlnet']} | {sec:.1f} | {sec / base:.2f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="tiny")
+    p.add_argument("--controlnet", default="tiny", help="hub id / folder; 'tiny' with the tiny backbone; '' for off")
+    p.add_argument("--control-image", default="canny")
+    p.add_argument("--lora", default=None)
+    p.add_argument("--photos", type=int, default=4)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--prompt", default="a photo, high quality, highly realistic")
+    p.add_argument("--cost-backbone", default="sd15-shaped")
+    p.add_argument("--cost-resolution", type=int, default=512)
+    p.add_argument("--gate-steps", type=int, default=3)
+    p.add_argument("--max-batch", type=int, default=26)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--skip-cost", action="store_true")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    proxy(args)
+    if not args.skip_cost:
+        cost(args)
+
+
+if __name__ == "__main__":
+    main()
