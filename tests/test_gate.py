@@ -211,3 +211,43 @@ def test_img2img_proxy_follows_strength_and_control(tiny_backbone, photo):
     guided = img2img(bb, z0, cond, uncond, strength=0.8, steps=10,
                      extra=lambda x, t, e: residuals(control, x, t, e, image.expand(x.shape[0], -1, -1, -1)))
     assert not torch.allclose(guided, strong)
+
+
+# ------------------------------------------------------------------ amalgamation
+
+def test_weight_assigners_start_as_the_average_and_learn_a_mix():
+    from diffsketch_core.style.generator import WeightAssigner, amalgamate
+
+    torch.manual_seed(0)
+    a = WeightAssigner(4, 8, 4)
+    good, bad = torch.randn(6, 4, 5, 5), torch.randn(6, 4, 5, 5)
+    torch.testing.assert_close(amalgamate(a, [good, bad]), (good + bad) / 2)
+    opt = torch.optim.Adam(a.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        loss = (amalgamate(a, [good, bad]) - good).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_amalgamated_style_trains_and_reproduces_at_inference(tiny_backbone, photo, tmp_path):
+    bb = tiny_backbone
+    sketch = Image.new("L", (128, 128), 255)
+    ImageDraw.Draw(sketch).rectangle([30, 30, 90, 100], outline=0, width=2)
+    prior = fit_prior(bb, read_captions()[:40], n_components=8)
+    cfg = TrainConfig(**FAST, iterations=4, lr=3e-3, controlnet="tiny", amalgamate=True, extra_seeds=1)
+    t = OneShotTrainer(bb, photo, sketch, "a house", cfg, clip=tiny_clip(), lpips_model=None, prior=prior)
+    assert len(t.example.buckets) == 2 and t.generator.config.num_buckets == 3  # plain, ControlNet, another seed
+    mixing = [p.clone() for p in t.generator.assigners.parameters()]
+    before = t.reconstruction_loss()
+    t.run().save(tmp_path / "s")
+    assert t.reconstruction_loss() < before
+    assert any(not torch.equal(a, b) for a, b in zip(mixing, t.generator.assigners.parameters()))
+    with torch.no_grad():
+        expected = _to_uint8(t.generator.eval()(t.example))
+    style = load_style(tmp_path / "s", bb)
+    assert [b["seed_offset"] for b in style.meta["buckets"]] == [0, 0, 1]
+    assert np.array_equal(np.asarray(PhotoToSketch(style, bb)(photo).sketch), expected)

@@ -22,7 +22,7 @@ The tiny backbone has the same names with widths 32/32/16/8 (UNet) and 32/32/16/
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -67,6 +67,7 @@ class FeatureBundle:
     unet: UNetFeatures
     vae: VAEFeatures | None
     latents: torch.Tensor  # z0 in the scaled latent space, (B, 4, h, w)
+    buckets: list[UNetFeatures] = field(default_factory=list)  # more feature sources for amalgamation (GATE)
 
 
 class FeatureExtractor:

@@ -77,6 +77,30 @@ class Aggregator(nn.Module):
         return out
 
 
+class WeightAssigner(nn.Module):
+    """GATE's weight assigner (section 4.3): per-image, per-channel logits of one feature source,
+    conv 3x3 -> ReLU -> GroupNorm -> global average pool -> linear. The last layer starts at zero, so training
+    starts from the plain average of the sources."""
+
+    def __init__(self, channels: int, hidden: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(inplace=True), _gn(hidden, groups),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(hidden, channels)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def amalgamate(assigner: WeightAssigner, sources: list[torch.Tensor]) -> torch.Tensor:
+    """sources: K maps (N, C, H, W) of one tap -> their per-channel softmax-weighted sum (N, C, H, W)."""
+    logits = torch.stack([assigner(s) for s in sources])  # (K, N, C)
+    w = logits.softmax(0)[..., None, None]
+    return (w * torch.stack(sources)).sum(0)
+
+
 def _conv_block(cin: int, cout: int, groups: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), _gn(cout, groups), nn.GELU())
 
@@ -99,11 +123,15 @@ class SketchGenerator(ModelMixin, ConfigMixin):
                  vae_taps: tuple[str, ...] = (), timesteps: tuple[int, ...] = (),
                  num_branches: int = 2, level1_layers: int = 9, level1_dim: int = 960, level2_dim: int = 384,
                  level1_groups: int = 16, level2_groups: int = 32, vae_reduce: tuple[int, ...] = (16, 16, 8, 8),
-                 ffd_widths: tuple[int, ...] = (256, 128, 64), backbone: dict | None = None):
+                 ffd_widths: tuple[int, ...] = (256, 128, 64), backbone: dict | None = None,
+                 num_buckets: int = 1, assigner_dim: int = 128):
         super().__init__()
         t = len(timesteps)
         if t == 0 or len(unet_channels) != len(unet_taps) or len(vae_channels) != len(vae_taps):
             raise ValueError("SketchGenerator needs timesteps and one channel count per UNet and VAE tap")
+        # feature amalgamation: one weight assigner per tap mixes the buckets before aggregation
+        self.assigners = nn.ModuleList(WeightAssigner(c, assigner_dim, level1_groups) for c in unet_channels) \
+            if num_buckets > 1 else None
         lo, hi = list(unet_channels[:level1_layers]), list(unet_channels[level1_layers:])
         # level 1 takes the taps below latent resolution, level 2 those at it (either may be empty: any tap
         # set from the catalogue, DESIGN.md section 4); level 2 always has the level-1 slot when level 1 exists
@@ -124,10 +152,24 @@ class SketchGenerator(ModelMixin, ConfigMixin):
             cin = width + len(self.stages[s + 1]) * vae_reduce[s + 1]
         self.final = nn.Sequential(_conv_block(cin + 3, ffd_widths[-1], 4), nn.Conv2d(ffd_widths[-1], 1, 1))
 
-    def _unet_aggregate(self, maps: dict[str, torch.Tensor], top: tuple[int, int]) -> torch.Tensor:
+    def _mixed(self, features: FeatureBundle) -> list[torch.Tensor]:
+        """Each tap's (B, G, T, C, H, W) map: the bundle's, or its buckets amalgamated."""
+        cfg = self.config
+        sources = [features.unet] + list(features.buckets)
+        if len(sources) != cfg.num_buckets:
+            raise ValueError(f"This generator mixes {cfg.num_buckets} feature source(s), got {len(sources)}")
+        if self.assigners is None:
+            return [features.unet.maps[name].float() for name in cfg.unet_taps]
+        out = []
+        for assigner, name in zip(self.assigners, cfg.unet_taps):
+            maps = [src.maps[name].float() for src in sources]
+            shape = maps[0].shape
+            out.append(amalgamate(assigner, [m.flatten(0, 2) for m in maps]).view(shape))
+        return out
+
+    def _unet_aggregate(self, feats: list[torch.Tensor], top: tuple[int, int]) -> torch.Tensor:
         """maps at up to latent size `top` -> (B, G * level2_dim, *top)."""
         cfg = self.config
-        feats = [maps[name].float() for name in cfg.unet_taps]  # each (B, G, T, C, H, W)
         b, g = feats[0].shape[:2]
         half = (top[0] // 2, top[1] // 2)
 
@@ -149,7 +191,7 @@ class SketchGenerator(ModelMixin, ConfigMixin):
         """Sketch (B, 1, H, W) in [0, 1] (1 = paper) at the VAE's output resolution."""
         if features.vae is None:
             raise ValueError("The generator needs VAE-decoder features (extract with with_vae=True)")
-        x = self._unet_aggregate(features.unet.maps, tuple(features.latents.shape[-2:]))
+        x = self._unet_aggregate(self._mixed(features), tuple(features.latents.shape[-2:]))
         vae = [features.vae.maps[name].float() for name in self.config.vae_taps]
         reduced = [blk(red(f)) for red, blk, f in zip(self.reduce, self.vae_blocks, vae)]
         for s, fuse in enumerate(self.fuse):
@@ -181,6 +223,6 @@ def generator_for(backbone, timesteps, features: FeatureBundle | None = None, ta
                level1_layers=len(lo))
     if small:
         cfg |= dict(level1_dim=32, level2_dim=16, level1_groups=4, level2_groups=4, vae_reduce=(4, 4, 4, 4),
-                    ffd_widths=(16, 16, 8))
+                    ffd_widths=(16, 16, 8), assigner_dim=16)
     cfg |= overrides
     return SketchGenerator(**cfg)

@@ -19,10 +19,11 @@ from PIL import Image
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
 from ..errors import BadInputError, DiffSketchError
-from ..diffusion.features import FeatureExtractor, image_to_tensor
+from ..diffusion.features import image_to_tensor
 from ..images import ImageLike, load_image
 from .store import Style, load_style
-from .training import DEFAULT_CAPTION, example_seed, load_control, load_lora_spec, make_control_image
+from .extraction import StyleExtraction, bucket_specs
+from .training import DEFAULT_CAPTION, example_seed
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -50,11 +51,10 @@ class PhotoToSketch:
         train_seed = int(style.meta.get("seed", 50)) if seed is None else seed
         self.seed = example_seed(train_seed)
         taps = style.generator.config.unet_taps or None
-        self.control_spec = style.meta.get("control")
-        control = load_control(self.control_spec, backbone)
-        lora, lora_scale = load_lora_spec(style.meta.get("lora"))
-        self.extractor = FeatureExtractor(backbone, taps=taps, timesteps=style.timesteps, max_batch=max_batch,
-                                          control=control, lora=lora, lora_scale=lora_scale)
+        buckets = style.meta.get("buckets") or bucket_specs(style.meta.get("control"), style.meta.get("lora"))
+        self.extraction = StyleExtraction(backbone, taps, style.timesteps, buckets, max_batch)
+        self.extractor = self.extraction.main
+        self.train_seed = train_seed
         text = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
         self.cond, self.uncond = backbone.encode_prompt(text), backbone.encode_prompt("")
 
@@ -64,8 +64,7 @@ class PhotoToSketch:
         w, h = loaded.image.size
         res = self.style.resolution
         x = image_to_tensor(loaded.image, (res, res)).to(self.bb.device)
-        control_image = make_control_image(loaded.image, self.control_spec["image"], res) if self.control_spec else None
-        feats = self.extractor.extract(x, self.cond, self.uncond, seed=self.seed, control_image=control_image)
+        feats = self.extraction.photo(x, loaded.image, self.cond, self.uncond, self.train_seed)
         out = self.style.generator(feats)[0, 0].float().clamp(0, 1).cpu().numpy()
         img = Image.fromarray((out * 255).round().astype(np.uint8), "L")
         if img.size != (w, h):

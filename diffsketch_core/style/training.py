@@ -26,11 +26,10 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
-from ..diffusion.controlnet import Control, control_tensor, load_controlnet
-from ..diffusion.lora import LoRA, load_lora
+from .extraction import StyleExtraction, bucket_specs, load_control, load_lora_spec, make_control_image  # noqa: F401
 from .conditions import CDSTConditions, ConditionPrior, prior_for
 from ..errors import BadInputError
-from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, FeatureExtractor, UNetFeatures, VAEFeatures, image_to_tensor
+from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, UNetFeatures, VAEFeatures, image_to_tensor
 from .generator import SketchGenerator, generator_for
 from ..images import ImageLike, load_image
 from ..perceptual import ClipImageEncoder, load_clip, load_lpips
@@ -79,6 +78,10 @@ class TrainConfig:
     control_steps: int = 0  # GATE's recipe: guided DDIM steps from t + steps down to t before extracting
     lora: str | None = None  # a UNet LoRA (file, folder or hub id) merged while features are extracted
     lora_scale: float = 1.0
+    # feature amalgamation (GATE 4.3): plain, ControlNet and LoRA features (and extra_seeds more noise draws) as
+    # separate sources mixed by learned per-channel weight assigners, instead of one extraction with all at once
+    amalgamate: bool = False
+    extra_seeds: int = 0
 
 
 @dataclass
@@ -93,10 +96,11 @@ class TrainEvent:
 
 
 def _slice(bundle: FeatureBundle, i: int) -> FeatureBundle:
-    u = bundle.unet
-    unet = UNetFeatures({k: v[i:i + 1] for k, v in u.maps.items()}, u.timesteps, u.branches)
+    def one(u: UNetFeatures) -> UNetFeatures:
+        return UNetFeatures({k: v[i:i + 1] for k, v in u.maps.items()}, u.timesteps, u.branches)
+
     vae = VAEFeatures({k: v[i:i + 1] for k, v in bundle.vae.maps.items()}, bundle.vae.rgb[i:i + 1])
-    return FeatureBundle(unet, vae, bundle.latents[i:i + 1])
+    return FeatureBundle(one(bundle.unet), vae, bundle.latents[i:i + 1], [one(u) for u in bundle.buckets])
 
 
 def _to_uint8(sketch: torch.Tensor) -> np.ndarray:
@@ -111,35 +115,12 @@ def control_spec(cfg: TrainConfig) -> dict | None:
             "steps": cfg.control_steps}
 
 
-def load_control(spec: dict | None, backbone: Backbone) -> Control | None:
-    if not spec:
-        return None
-    from ..extractors import METHODS, needs
-
-    if spec["image"] not in METHODS:
-        raise BadInputError(f"Unknown control-image extractor {spec['image']!r}; choose one of {', '.join(METHODS)}.")
-    missing = needs(spec["image"])
-    if missing:
-        raise BadInputError(f"The control image needs the {spec['image']} extractor: {missing}")
-    model = load_controlnet(spec["controlnet"], backbone)
-    return Control(model, spec["controlnet"], float(spec.get("scale", 1.0)), int(spec.get("steps", 0)))
-
-
 def lora_spec(cfg: TrainConfig) -> dict | None:
     return {"source": cfg.lora, "scale": cfg.lora_scale} if cfg.lora else None
 
 
-def load_lora_spec(spec: dict | None) -> tuple[LoRA | None, float]:
-    return (load_lora(spec["source"]), float(spec.get("scale", 1.0))) if spec else (None, 1.0)
-
-
-def make_control_image(image: Image.Image, method: str, res: int) -> torch.Tensor:
-    """(1, 3, res, res) control image of a photo stretched to the square training size: the extractor's edges,
-    white on black."""
-    from ..extractors import extract_sketch
-
-    square = image.convert("RGB").resize((res, res), Image.Resampling.BICUBIC)
-    return control_tensor(extract_sketch(square, method, resolution=None).image, (res, res))
+def buckets_of(cfg: TrainConfig) -> list[dict]:
+    return bucket_specs(control_spec(cfg), lora_spec(cfg), cfg.amalgamate, cfg.extra_seeds)
 
 
 def example_seed(seed: int) -> int:
@@ -176,24 +157,20 @@ class OneShotTrainer:
         self.photo = image_to_tensor(loaded.image, (res, res)).to(dev)
         target_img = Image.fromarray((target * 255).astype(np.uint8), "L").resize((res, res), Image.Resampling.LANCZOS)
         self.target = torch.from_numpy(np.asarray(target_img, np.float32) / 255.0)[None, None].to(dev)
-        try:  # an unknown tap name or kind, ControlNet steps past the schedule: the user's choice, said plainly
-            self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps)).to(dev)
-            self.control = load_control(control_spec(self.cfg), backbone)
-            if self.control is not None and max(self.cfg.timesteps) + self.control.steps >= 1000:
-                raise ValueError(f"ControlNet steps ({self.control.steps}) above the largest timestep "
-                                 f"({max(self.cfg.timesteps)}) leave the 1000-step schedule")
+        self.buckets = buckets_of(self.cfg)
+        try:  # an unknown tap name or kind: the user's choice, said plainly
+            self.generator = (generator or generator_for(backbone, self.cfg.timesteps, taps=self.cfg.taps,
+                                                         num_buckets=len(self.buckets))).to(dev)
         except ValueError as exc:
             raise BadInputError(str(exc)) from None
-        lora, lora_scale = load_lora_spec(lora_spec(self.cfg))
-        # the extractor reads the generator's taps, as Photo -> Sketch does
-        self.extractor = FeatureExtractor(backbone, taps=self.generator.config.unet_taps, timesteps=self.cfg.timesteps,
-                                          max_batch=self.cfg.max_batch, control=self.control, lora=lora,
-                                          lora_scale=lora_scale)
+        # the extraction reads the generator's taps, as Photo -> Sketch does
+        self.extraction = StyleExtraction(backbone, self.generator.config.unet_taps, self.cfg.timesteps, self.buckets,
+                                          self.cfg.max_batch)
+        self.extractor = self.extraction.main
         self.uncond = backbone.encode_prompt("")
         self.example_cond = backbone.encode_prompt(self.caption)
-        control_image = make_control_image(loaded.image, self.cfg.control_image, res) if self.control else None
-        self.example = self.extractor.extract(self.photo, self.example_cond, self.uncond, seed=example_seed(self.cfg.seed),
-                                              control_image=control_image)
+        self.example = self.extraction.photo(self.photo, loaded.image, self.example_cond, self.uncond, self.cfg.seed,
+                                             EXAMPLE_STREAM)
         self.clip = (clip or load_clip(device=dev)).to(dev)
         if self.cfg.weights.lpips > 0 and lpips_model is None:
             lpips_model = load_lpips(dev)
@@ -221,15 +198,7 @@ class OneShotTrainer:
         latent = self.res // self.bb.vae_scale_factor
         z0 = ddim_sample(self.bb, cond, self.uncond, steps=self.cfg.sample_steps, guidance=self.cfg.guidance,
                          seed=stream_seed(self.cfg.seed, XT_STREAM, first), latent_hw=(latent, latent))
-        vae = self.extractor.vae_features(z0)
-        control_image = None
-        if self.control is not None:  # the samples' own edges, as a photo's at inference
-            pics = ((vae.rgb.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            control_image = torch.cat([make_control_image(Image.fromarray(p), self.cfg.control_image, self.res)
-                                       for p in pics])
-        feats = self.extractor.unet_features(z0, cond, self.uncond, seed=stream_seed(self.cfg.seed, SAMPLE_STREAM, first),
-                                             control_image=control_image)
-        bundle = FeatureBundle(feats, vae, z0)
+        bundle = self.extraction.samples(z0, cond, self.uncond, self.cfg.seed, SAMPLE_STREAM, first)
         self._queue = [_slice(bundle, k) for k in range(self.iteration - first, n)]
 
     def step(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
@@ -301,7 +270,7 @@ class OneShotTrainer:
         # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
                 "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg),
-                "lora": lora_spec(self.cfg)}
+                "lora": lora_spec(self.cfg), "buckets": self.buckets}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -377,6 +346,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control-scale", type=float, default=1.0)
     p.add_argument("--lora", default=None, help="a UNet LoRA (.safetensors file, folder or hub id) for extraction")
     p.add_argument("--lora-scale", type=float, default=1.0)
+    p.add_argument("--amalgamate", action="store_true",
+                   help="GATE's feature amalgamation: plain, ControlNet and LoRA features as separate sources mixed "
+                        "by learned per-channel weights")
+    p.add_argument("--extra-seeds", type=int, default=0, help="with --amalgamate: more plain sources, other noise")
     p.add_argument("--control-steps", type=int, default=0,
                    help="GATE's recipe: ControlNet-guided denoising steps from t + N to t before extracting")
     return p
@@ -394,7 +367,7 @@ def _main(args: argparse.Namespace) -> int:
                       resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
                       seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
                       control_scale=args.control_scale, control_steps=args.control_steps, lora=args.lora,
-                      lora_scale=args.lora_scale, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      lora_scale=args.lora_scale, amalgamate=args.amalgamate, extra_seeds=args.extra_seeds, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
     try:
