@@ -228,3 +228,116 @@ def test_style_student_attaches_and_a_wrong_shape_is_refused(tmp_path):
     (liar / "config.json").write_text(json.dumps(dict(cfg, widths=[8, 32])))
     with pytest.raises(BadInputError, match="loadable sketch student"):
         attach_student(style, liar)
+
+
+# ---- the app: Classic's default, Photo -> Sketch's Fast switch, the Style tab's Distil step, style zips
+
+
+def _req(name):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(session_hash=name)
+
+
+def _uploaded(path) -> str:
+    import shutil
+    import uuid
+
+    import gradio as gr
+
+    target = Path(gr.utils.get_upload_folder()) / "test-uploads" / uuid.uuid4().hex / Path(path).name
+    target.parent.mkdir(parents=True)
+    shutil.copy(path, target)
+    return str(target)
+
+
+@pytest.mark.skipif(fast.needs() is not None, reason="shipped student not present")
+def test_classic_opens_on_fast_when_no_other_weights(tmp_path, monkeypatch, shapes_image):
+    from ui import classic
+
+    monkeypatch.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))  # a fresh machine: no HED, no PiDiNet
+    choices, default = classic.method_choices()
+    assert default == "fast" and ("Fast (HED student, ~0.2 s)", "fast") in choices
+    shapes_image.save(tmp_path / "p.png")
+    shown, _, info = classic.classic_sketch(_uploaded(tmp_path / "p.png"), "fast", _req("fresh"))
+    assert Image.open(shown).size == shapes_image.size and info.startswith("Fast")
+
+
+def test_style_zip_carries_its_student_and_a_wrong_shape_is_refused(tmp_path):
+    from diffsketch_core.style.archive import pack_style, unpack_style
+
+    style = tmp_path / "style"
+    style.mkdir()
+    (style / "style.json").write_text("{}")
+    (style / "config.json").write_text("{}")
+    good = tmp_path / "good"
+    SketchStudent(**TINY).save_pretrained(str(good), safe_serialization=True)
+    attach_student(style, good)
+    back = unpack_style(pack_style(style, tmp_path / "s.zip"), tmp_path / "back")
+    assert n_params(style_student(back)) == n_params(SketchStudent(**TINY))
+    wrong = style / "student"
+    SketchStudent(**TINY, out_channels=3).save_pretrained(str(wrong), safe_serialization=True)
+    with pytest.raises(BadInputError, match="wrong shape"):
+        unpack_style(pack_style(style, tmp_path / "w.zip"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_style(tmp_path_factory):
+    """A 2-iteration style on the demo backbone and three uploaded photos; each test gets its own copy."""
+    from ui import style as style_tab
+
+    d = tmp_path_factory.mktemp("demo")
+    photos = []
+    for i in range(3):
+        _photo(i, (96, 80)).save(d / f"p{i}.png")
+        photos.append(_uploaded(d / f"p{i}.png"))
+    sketch = Image.new("L", (96, 80), 255)
+    ImageDraw.Draw(sketch).rectangle([20, 20, 60, 60], outline=0, width=2)
+    sketch.save(d / "s.png")
+    trained = list(style_tab.train_style(photos[0], _uploaded(d / "s.png"), "boxes", 2, "tiny", _req("demo")))
+    return trained[-1][4], photos
+
+
+def _copy_style(demo_style, tmp_path):
+    import shutil
+
+    return str(shutil.copytree(demo_style[0], tmp_path / "style")), demo_style[1]
+
+
+def test_distil_a_demo_style_and_use_its_student_in_photo_to_sketch(demo_style, tmp_path):
+    import gradio as gr
+
+    from ui import photo, style as style_tab
+
+    style_dir, photos = _copy_style(demo_style, tmp_path)
+    with pytest.raises(gr.Error, match="no student yet"):
+        photo.photos_to_sketches(photos[:1], "Same as photo", 0, 0, False, style_dir, None, _req("dis"), fast=True)
+    assert "3 photo(s)" in style_tab.distil_estimate(photos, 10)
+    outs = list(style_tab.distil_style(photos, 10, style_dir, "tiny", _req("dis")))
+    assert any("Style sketches of the photos: 1/3" in o[0] for o in outs)
+    assert any("Training the student: step" in o[0] and "s left" in o[0] for o in outs)
+    status, zipped, state = outs[-1]
+    assert status.startswith("Student ready after 10 steps") and state == style_dir
+    import zipfile
+
+    assert "student/diffusion_pytorch_model.safetensors" in zipfile.ZipFile(zipped).namelist()
+    # Fast switch: the style's student, no backbone loaded (source None)
+    gallery, _, note = photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None,
+                                                _req("dis"), fast=True)
+    assert len(gallery) == 3 and Image.open(gallery[0]).size == (96, 80)
+    with pytest.raises(gr.Error):  # without the switch the backbone is still required
+        photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None, _req("dis"))
+
+
+def test_distil_stop_keeps_no_half_student(demo_style, tmp_path):
+    from ui import style as style_tab
+    from ui.common import RUNNING
+
+    style_dir, photos = _copy_style(demo_style, tmp_path)
+    gen = style_tab.distil_style(photos[:1], 200, style_dir, "tiny", _req("stop"))
+    for status, *_ in gen:
+        if status.startswith("Training the student"):
+            assert style_tab.stop_distil(_req("stop")).startswith("Stopping")
+    assert status.startswith("Stopped; no student") and not (Path(style_dir) / "student").exists()
+    assert "stop/distil" not in RUNNING

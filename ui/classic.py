@@ -10,7 +10,7 @@ from diffsketch_core.extractors import METHODS, extract_sketch, needs
 
 from .common import ASSETS, EXTRACTOR_LABELS, as_choice, fail, output_dir, received
 
-PREFERENCE = ("pidinet", "hed", "xdog", "canny")  # the default is the first of these that can run now
+PREFERENCE = ("pidinet", "hed", "fast", "xdog", "canny")  # the default is the first of these that can run now
 
 
 def classic_sketch(photo: str | None, method: str, request: gr.Request | None = None) -> tuple[str, str, str]:

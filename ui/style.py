@@ -281,6 +281,91 @@ def upload_style(file: str | None, source: str | None, request: gr.Request | Non
     return str(folder), f"Loaded style ({style.resolution} px, caption '{style.caption}')."
 
 
+# ---- issue 14: distil the loaded style into a small student (Photo -> Sketch's "Fast (student)")
+DISTIL_STEP_S = 2.0  # measured: one training step (batch 4, 256 px crops) on this project's 2-core CPU
+
+
+def distil_estimate(files, steps) -> str:
+    n = len(files) if isinstance(files, list) else 0
+    try:
+        steps = common.as_int(steps, "Steps", 10, 20_000)
+    except gr.Error:
+        return ""
+    return (f"Takes one style pass per photo ({n} photo(s); the style's own speed), then about "
+            f"{steps * DISTIL_STEP_S / 60:.0f} min of student training on a 2-core CPU. Stop keeps nothing half-done.")
+
+
+def distil_style(files, steps, style_dir, source, request: gr.Request | None = None):
+    """Generator: yields (status, download, style state). The style teaches a student on the uploaded photos;
+    the student goes into the style folder (and its zip), where Photo -> Sketch's Fast switch finds it."""
+    from diffsketch_core.style import distill
+    from diffsketch_core.style.photo2sketch import PhotoToSketch
+    from diffsketch_core.style.student import attach_student
+
+    if source is None:
+        raise gr.Error(NEEDS_WEIGHTS)
+    if not style_dir:
+        raise gr.Error("No style yet: train one above or upload a saved style first.")
+    files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files] if files else [])]
+    if not files:
+        raise gr.Error("Upload some photos to distil from (10-50 of the kind you will sketch).")
+    steps = common.as_int(steps, "Steps", 10, 20_000)
+    key = session(request) + "/distil"
+    if key in RUNNING:
+        raise gr.Error("A distillation is already running in this tab; press Stop first.")
+    cancel = RUNNING[key] = threading.Event()
+    try:
+        yield "Loading the style...", gr.skip(), gr.skip()
+        try:
+            if cnn_style.is_cnn(source):
+                sketcher = cnn_style.model(style_dir, source)
+            else:
+                bb = common.backbone(source)
+                sketcher = PhotoToSketch(load_style(style_dir, bb), bb)
+            lpips_net = load_lpips()
+            cfg = distill.TrainConfig(steps=steps, batch=4, crop=256, save_every=max(50, steps // 5))
+        except DiffSketchError as exc:
+            raise fail(exc) from None
+        work = user_dir(request) / f"distil-{time.time_ns()}"
+        run = lambda on_event, c: distill.distill([Path(f) for f in files], distill.sketcher_teacher(sketcher), work,
+                                                  cfg, [512], on_event, c, lpips_net)  # noqa: E731
+        t0 = time.time()
+        for ev in iterate_events(run, cancel):
+            if isinstance(ev, JobResult):
+                summary = ev.value
+                skipped = f" {len(summary['failed'])} photo(s) skipped: {'; '.join(summary['failed'][:3])}." \
+                    if summary["failed"] else ""
+                if summary["student"] is None:
+                    yield f"Stopped; no student was made.{skipped}", gr.skip(), gr.skip()
+                    return
+                attach_student(style_dir, summary["student"])
+                zipped = pack_style(style_dir, Path(style_dir).with_suffix(".zip"))
+                yield (f"Student ready after {summary['step']} steps ({time.time() - t0:.0f} s). Tick *Fast (student)* "
+                       f"in Photo -> Sketch; the style download now carries it.{skipped}"), str(zipped), style_dir
+            elif ev["kind"] == "cache":
+                per = ev["seconds"] / ev["done"]
+                left = per * (ev["total"] - ev["done"]) + steps * DISTIL_STEP_S
+                yield f"Style sketches of the photos: {ev['done']}/{ev['total']}, about {left:.0f} s left.", \
+                    gr.skip(), gr.skip()
+            else:
+                left = (time.time() - t0) / max(ev["step"], 1) * (ev["total"] - ev["step"]) if ev["step"] else 0
+                yield (f"Training the student: step {ev['step']}/{ev['total']}, loss {ev['loss']:.3f}, "
+                       f"about {left:.0f} s left."), gr.skip(), gr.skip()
+    except DiffSketchError as exc:
+        raise fail(exc) from None
+    finally:
+        RUNNING.pop(key, None)
+
+
+def stop_distil(request: gr.Request | None = None) -> str:
+    cancel = RUNNING.get(session(request) + "/distil")
+    if cancel is None:
+        gr.Info("Nothing to stop: no distillation is running in this tab.")
+        return gr.skip()
+    cancel.set()
+    return "Stopping after the current step..."
+
+
 def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Slider]:
     banner = gr.Markdown(NEEDS_WEIGHTS)
     with gr.Row():
@@ -319,6 +404,14 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
     with gr.Accordion("Use a saved style", open=False):
         upload = gr.File(label="Style .zip", file_types=[".zip"])
         upload_status = gr.Markdown()
+    with gr.Accordion("Distil this style: a fast student for Photo -> Sketch", open=False):
+        distil_files = gr.File(label="Photos to distil from", file_count="multiple", file_types=["image"])
+        distil_steps = gr.Slider(10, 3000, value=600, step=10, label="Student training steps")
+        distil_note = gr.Markdown(distil_estimate([], 600))
+        with gr.Row():
+            distil = gr.Button("Distil this style", elem_id="style-distil")
+            distil_stop = gr.Button("Stop distilling", variant="stop")
+        distil_status = gr.Markdown(elem_id="style-distil-status")
     make.click(make_starting_sketch, [photo, start_method], [sketch])
     sketch.change(polarity_guess, [sketch], [polarity])
     for trigger in (iterations.change, backbone.change):
@@ -329,4 +422,9 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)
     upload.upload(upload_style, [upload, backbone], [style_state, upload_status])
+    for trigger in (distil_files.change, distil_steps.change):
+        trigger(distil_estimate, [distil_files, distil_steps], [distil_note])
+    distil.click(distil_style, [distil_files, distil_steps, style_state, backbone], [distil_status, download, style_state],
+                 concurrency_limit=1, concurrency_id="gpu", trigger_mode="once")
+    distil_stop.click(stop_distil, None, [distil_status], concurrency_limit=None)
     return banner, iterations

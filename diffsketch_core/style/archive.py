@@ -11,8 +11,16 @@ from pathlib import Path
 
 from ..budgets import MAX_STYLE_BYTES, MAX_STYLE_JSON_BYTES
 from ..errors import BadInputError
+from .student import check_student_folder
 
 ALLOWED_FILES = {"config.json", "style.json", "diffusion_pytorch_model.safetensors"}
+# issue 14: a style may carry its distilled student in student/ (checked for shape when unpacked)
+STUDENT_FILES = {f"student/{n}" for n in ("config.json", "diffusion_pytorch_model.safetensors", "training.json")}
+
+
+def _member_key(name: str) -> str:
+    """Where a member lands: the student's own files keep their folder, everything else is flattened."""
+    return name if name in STUDENT_FILES else Path(name).name
 CHUNK = 1024**2
 TOO_LARGE = "The style zip is too large to be a DiffSketch style (over {mb:.0f} MB unpacked)."
 
@@ -21,7 +29,7 @@ def pack_style(folder: str | Path, zip_path: str | Path) -> Path:
     """Zip a style folder for download (only the files a style consists of)."""
     folder, zip_path = Path(folder), Path(zip_path)
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:
-        for name in sorted(ALLOWED_FILES):
+        for name in sorted(ALLOWED_FILES | STUDENT_FILES):
             if (folder / name).is_file():
                 zf.write(folder / name, name)
     return zip_path
@@ -33,8 +41,8 @@ def _limit(name: str) -> int:
 
 def _check_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     members = [m for m in zf.infolist() if not m.is_dir()]
-    names = [Path(m.filename).name for m in members]
-    foreign = sorted({m.filename for m in members if Path(m.filename).name not in ALLOWED_FILES})
+    names = [_member_key(m.filename) for m in members]
+    foreign = sorted({m.filename for m in members if _member_key(m.filename) not in ALLOWED_FILES | STUDENT_FILES})
     if foreign:
         raise BadInputError(f"The style zip holds files a style never has ({', '.join(foreign[:3])}); "
                             "only safetensors styles saved by DiffSketch Studio are accepted.")
@@ -77,8 +85,11 @@ def unpack_style(zip_path: str | Path, dest: str | Path) -> Path:
             members = _check_members(zf)
             dest.mkdir(parents=True, exist_ok=True)
             budget = MAX_STYLE_BYTES
-            for m in members:  # flatten: names only, so no member can escape dest
-                budget -= _extract(zf, m, dest / Path(m.filename).name, budget)
+            for m in members:  # flatten: names only (and student/), so no member can escape dest
+                (dest / _member_key(m.filename)).parent.mkdir(exist_ok=True)
+                budget -= _extract(zf, m, dest / _member_key(m.filename), budget)
+            if (dest / "student").is_dir():  # a student of the wrong shape is refused with the whole upload
+                check_student_folder(dest / "student")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
         if created:
             shutil.rmtree(dest, ignore_errors=True)

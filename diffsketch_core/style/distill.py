@@ -106,11 +106,15 @@ def style_teacher(style_folder: str | Path) -> Teacher:
     from .photo2sketch import PhotoToSketch
     from .store import load_style
 
-    style = load_style(style_folder)
-    run = PhotoToSketch(style, load_backbone(style.backbone_source if hasattr(style, "backbone_source") else None))
+    backbone = load_backbone()  # DIFFSKETCH_SD_MODEL: the backbone the style was trained on
+    return sketcher_teacher(PhotoToSketch(load_style(style_folder, backbone), backbone))
+
+
+def sketcher_teacher(sketcher: Callable) -> Teacher:
+    """Anything that maps a photo to an object with `.sketch` (PhotoToSketch, a CNN style's model) as a teacher."""
 
     def teach(img: Image.Image) -> np.ndarray:
-        return 1.0 - np.asarray(run(img).sketch, dtype=np.float32) / 255.0
+        return 1.0 - np.asarray(sketcher(img).sketch.convert("L"), dtype=np.float32) / 255.0
 
     return teach
 
@@ -120,12 +124,17 @@ def make_teacher(name: str) -> Teacher:
 
 
 def parse_sizes(text: str) -> list[tuple[int, int] | None]:
-    """"native,512x512,0.5" -> [None, (512, 512), ...]: None = the photo's own size, WxH = that size,
-    a fraction = scaled."""
+    """"native,512x512,0.5,max768" -> [None, (512, 512), 0.5, 768]: None = the photo's own size, WxH = that
+    size, a fraction = scaled, an int = the long side brought down to at most that."""
     out: list[Any] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         if part == "native":
             out.append(None)
+        elif part.startswith("max"):
+            side = int(part[3:])
+            if side < 16:
+                raise BadInputError(f"Size {part} is too small (16 px at least).")
+            out.append(side)
         elif "x" in part:
             w, h = (int(v) for v in part.split("x"))
             if min(w, h) < 16:
@@ -144,13 +153,22 @@ def parse_sizes(text: str) -> list[tuple[int, int] | None]:
 def _resized(img: Image.Image, size) -> Image.Image:
     if size is None:
         return img
-    if isinstance(size, float):
+    if isinstance(size, int):  # long side at most `size`
+        if max(img.size) <= size:
+            return img
+        s = size / max(img.size)
+        size = (max(16, round(img.width * s)), max(16, round(img.height * s)))
+    elif isinstance(size, float):
         size = (max(16, round(img.width * size)), max(16, round(img.height * size)))
     return img.resize(size, Image.Resampling.LANCZOS) if img.size != tuple(size) else img
 
 
 def _size_tag(size) -> str:
-    return "native" if size is None else (f"{size[0]}x{size[1]}" if isinstance(size, tuple) else f"s{size:g}")
+    if size is None:
+        return "native"
+    if isinstance(size, tuple):
+        return f"{size[0]}x{size[1]}"
+    return f"max{size}" if isinstance(size, int) else f"s{size:g}"
 
 
 # ---------------------------------------------------------------- stage 1: teacher cache
@@ -277,8 +295,8 @@ class PairSource:
             k = ink[top:top + c, left:left + c]
             if rng.random() < 0.5:
                 p, k = p[:, ::-1], k[:, ::-1]
-            x = torch.from_numpy(np.ascontiguousarray(p)).permute(2, 0, 1).float() / 255
-            y = torch.from_numpy(np.ascontiguousarray(k)).float()[None] / 255
+            x = torch.from_numpy(p.copy()).permute(2, 0, 1).float() / 255
+            y = torch.from_numpy(k.copy()).float()[None] / 255
             if c < crop:  # a photo smaller than the crop: stretch up (rare; tiny test photos)
                 x = F.interpolate(x[None], size=(crop, crop), mode="bilinear", align_corners=False)[0]
                 y = F.interpolate(y[None], size=(crop, crop), mode="bilinear", align_corners=False)[0]
@@ -357,6 +375,11 @@ def train_student(cache: str | Path, run: str | Path, cfg: TrainConfig, on_event
     if cfg.batch % world:
         raise BadInputError(f"The batch ({cfg.batch}) must divide evenly across {world} processes.")
     source = PairSource(cache, keys)
+    smallest = min(min(i.shape) for i in source.inks)
+    if smallest < cfg.crop:  # small photos (an app upload): crop what they have instead of stretching them up
+        from dataclasses import replace
+
+        cfg = replace(cfg, crop=max(16, smallest))
     torch.manual_seed(cfg.seed)  # same initial weights on every process
     model = SketchStudent(widths=cfg.widths, blocks=cfg.blocks, head=cfg.head)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -377,6 +400,7 @@ def train_student(cache: str | Path, run: str | Path, cfg: TrainConfig, on_event
     history: list = meta.get("history", [])
     running: dict[str, float] = {}
     slots = list(range(rank, cfg.batch, world))
+    every = max(1, min(25, cfg.steps // 20))  # progress (and the loss history) 20 times a run, at most every 25 steps
 
     def checkpoint() -> None:
         if acc.is_main_process:
@@ -403,8 +427,8 @@ def train_student(cache: str | Path, run: str | Path, cfg: TrainConfig, on_event
         step += 1
         for k, v in parts.items():
             running[k] = running.get(k, 0.0) + float(v.detach())
-        if step % 25 == 0 or step == cfg.steps:
-            n = 25 if step % 25 == 0 else step % 25
+        if step % every == 0 or step == cfg.steps:
+            n = every if step % every == 0 else step % every
             row = {"step": step, **{k: round(v / n, 5) for k, v in running.items()},
                    "seconds": round(seconds0 + time.time() - t0, 1)}
             history.append(row)

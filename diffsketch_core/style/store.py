@@ -14,6 +14,7 @@ from ..diffusion.backbone import Backbone
 from ..errors import BadInputError
 from .cnn_generator import CNNSketchGenerator
 from .generator import SketchGenerator
+from .student import check_student_folder
 
 STYLE_FORMAT = "diffsketch-style"
 STYLE_VERSION = 2
@@ -105,6 +106,8 @@ def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
                             "sketch.")
     if not any(folder.glob("*.safetensors")):
         raise BadInputError(f"{folder} has no safetensors weights (only safetensors styles are accepted).")
+    if (folder / "student").is_dir():  # issue 14: the style's distilled student; one of the wrong shape is refused
+        check_student_folder(folder / "student")
     cls = GENERATORS.get(info.get("generator", "SketchGenerator"))
     if cls is None:
         raise BadInputError(f"This style's generator ({info.get('generator')!r}) is not one this version knows.")

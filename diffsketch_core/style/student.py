@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from PIL import Image
 
 from ..errors import BadInputError
-from ..extractors.student import SketchStudent, load_student, n_params  # noqa: F401  (re-exported)
+from ..extractors.student import SketchStudent, load_student, n_params, sketch_with
+from ..images import ImageLike, ink_to_sketch, load_image
 
 SUBFOLDER = "student"
 MAX_PARAMS = 20_000_000  # a style's student is small by design; anything larger is not one of ours
@@ -64,3 +69,24 @@ def style_student(style_folder: str | Path) -> SketchStudent | None:
     """The style's own student, or None when it has none."""
     folder = Path(style_folder) / SUBFOLDER
     return load_checked(folder) if folder.is_dir() else None
+
+
+class StudentSketcher:
+    """A student as Photo -> Sketch runs it: photo in (any image the app accepts), `.sketch` (mode "L", 255 =
+    paper, the photo's size) out, with the notes of loading the photo. Large photos run at `resolution` on their
+    long side and come back scaled, as the classic extractors do."""
+
+    def __init__(self, model: SketchStudent, resolution: int = 1024):
+        self.model, self.resolution = model.to(memory_format=torch.channels_last), resolution
+
+    def __call__(self, photo: ImageLike) -> SimpleNamespace:
+        loaded = load_image(photo)
+        img, notes = loaded.image, list(loaded.notes)
+        w, h = img.size
+        if max(w, h) > self.resolution:
+            s = self.resolution / max(w, h)
+            img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+        sketch = ink_to_sketch(sketch_with(self.model, img))
+        if sketch.size != (w, h):
+            sketch = sketch.resize((w, h), Image.Resampling.BILINEAR)
+        return SimpleNamespace(sketch=sketch, notes=notes)
