@@ -1,6 +1,7 @@
 """Load: N concurrent mixed requests against the running app, over loopback only; latency percentiles and errors.
 
     python benchmarks/load.py [--requests 40] [--concurrency 8] [--seconds 300] [--burst 48] [--url http://127.0.0.1:7860/]
+    python benchmarks/load.py --worst     # each CPU job once on the worst input its budgets admit, against REQUEST_SECONDS
 
 Without --url the app is launched in this process on a free 127.0.0.1 port (so its memory is this process's).
 The mix: what users do (Classic sketch with Canny and XDoG, Draw strokes with DDIM, Rectify a canvas drawing) and
@@ -131,6 +132,69 @@ def queue_settings(demo) -> str:
     return f"queue: max_size {queue.max_size} waiting; " + "; ".join(parts)
 
 
+def worst_cases(folder: Path) -> None:
+    """Each CPU job on the largest input budgets.py lets through, timed against its REQUEST_SECONDS (one at a time,
+    called in-process: the seconds are the job's own, without queueing)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from diffsketch_core import budgets
+    from ui import classic, common, rectify, strokes
+
+    def uploaded(path: Path) -> str:
+        import gradio as gr
+
+        target = Path(gr.utils.get_upload_folder()) / "load-benchmark" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+        return str(target)
+
+    rng = np.random.default_rng(0)
+    width = int((budgets.MAX_PIXELS * 1.5) ** 0.5)  # 3:2, just under the pixel budget
+    height = int(width / 1.5)
+    big = folder / "big.png"
+    noise = rng.integers(0, 255, (height // 10, width // 10, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((width, height)).save(big, compress_level=1)
+    polys = [np.cumsum(rng.normal(0, 3, (budgets.MAX_CANVAS_POINTS // budgets.MAX_CANVAS_STROKES, 2)), 0)
+             + rng.uniform(0, 500, 2) for _ in range(budgets.MAX_CANVAS_STROKES)]
+    canvas = json.dumps([p.round(1).tolist() for p in polys])
+    dashes = Image.new("L", (512, 512), 255)  # separate dashes, just under the traced-path budget
+    d = ImageDraw.Draw(dashes)
+    for x, y in rng.integers(0, 506, (int(budgets.MAX_TRACED_PATHS * 0.5), 2)):
+        d.line([x, y, x + 4, y + 4], fill=0)
+    dashes_path = folder / "dashes.png"
+    dashes.save(dashes_path)
+    method = next(m for m in ("hed", "pidinet", "fast", "xdog") if classic.needs(m) is None)
+    req = type("R", (), {"session_hash": "load-worst"})()
+    jobs = {
+        f"classic_sketch: {width}x{height} PNG ({width * height / 1e6:.0f} MP), {method}":
+            ("classic_sketch", lambda: classic.classic_sketch(uploaded(big), method, req)),
+    }
+    if common.STROKES_READY:
+        jobs |= {
+            f"rectify: canvas of {budgets.MAX_CANVAS_POINTS:,} points in {budgets.MAX_CANVAS_STROKES:,} strokes, guidance 4":
+                ("rectify", lambda: rectify.rectify_sketch(canvas, None, "auto", "rectify", 0.3, 4.0, 0, True, req)),
+            f"rectify: upload tracing to ~{int(budgets.MAX_TRACED_PATHS * 0.5):,} paths":
+                ("rectify", lambda: rectify.rectify_sketch("[]", uploaded(dashes_path), "auto", "rectify", 0.3, 1.0, 0,
+                                                           True, req)),
+            "draw_strokes: 16 sketches, skip sampler": ("draw_strokes", lambda: strokes.draw_strokes("any", 16, "skip", 0, req)),
+            f"draw_strokes: {budgets.MAX_DDPM_SKETCHES} sketches, full DDPM":
+                ("draw_strokes", lambda: strokes.draw_strokes("any", budgets.MAX_DDPM_SKETCHES, "ddpm", 0, req)),
+        }
+    print("| job, worst admitted input | seconds | budget s | answer |")
+    print("|---|---|---|---|")
+    for name, (budget, fn) in jobs.items():
+        start = time.perf_counter()
+        try:
+            fn()
+            answer = "result"
+        except Exception as exc:
+            answer = f"refused: {str(exc)[:80]}"
+        took = time.perf_counter() - start
+        print(f"| {name} | {took:.1f} | {budgets.REQUEST_SECONDS[budget]} | {answer} |", flush=True)
+    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="a running app on this machine (default: launch one here)")
@@ -138,7 +202,15 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seconds", type=float, default=300)
     p.add_argument("--burst", type=int, default=0, help="then this many Classic requests at once (0: none)")
+    p.add_argument("--worst", action="store_true", help="time each CPU job on its worst admitted input instead")
     args = p.parse_args()
+    if args.worst:
+        import torch
+
+        torch.set_num_threads(2)
+        with tempfile.TemporaryDirectory() as tmp:
+            worst_cases(Path(tmp))
+        return
     if not (1 <= args.requests <= 400 and 1 <= args.concurrency <= 64 and 0 < args.seconds <= 600
             and 0 <= args.burst <= 128):
         p.error("bounded: --requests 1..400, --concurrency 1..64, --seconds up to 600, --burst up to 128")

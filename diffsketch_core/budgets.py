@@ -2,7 +2,8 @@
 
 A request that goes over a budget is refused with a sentence that names the budget (never a traceback, never a
 silent wrong result). The figures are sized so that the worst input a budget lets through still answers within
-`REQUEST_SECONDS` on this project's 2-core CPU (measured by tests/test_hostile.py and benchmarks/load.py).
+`REQUEST_SECONDS` on this project's 2-core CPU when the job has it to itself (tests/test_hostile.py checks the
+refusals' times, benchmarks/load.py --worst the admitted worst cases).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ MAX_SEED = 2**32 - 1
 MAX_DDPM_SKETCHES = 8  # the 1000-step sampler: 16 sketches took 76 s on one busy thread, 8 fit the seconds budget
 
 # ---------------------------------------------------------------- seconds per request (CPU jobs), worst input
+# What the input budgets above hold each job to: its worst admitted input, measured on its own (benchmarks/load.py
+# --worst: Classic HED on a 50 MP PNG 28 s, Rectify of 20,000 points in 1,000 strokes at guidance 4 16 s on one
+# thread, 16 skip-sampled sketches 13 s). Not a timer: the core jobs cannot be stopped mid-step, so the inputs are
+# what is bounded; on a machine loaded 6x over (load average 12 on 2 cores) the same Rectify took 87 s.
 REQUEST_SECONDS = {"classic_sketch": 30, "rectify": 20, "draw_strokes": 60}
 
 # ---------------------------------------------------------------- files the app writes (ui/common.py sweeps them)
