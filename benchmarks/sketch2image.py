@@ -82,14 +82,14 @@ def main(argv=None) -> None:
             with torch.no_grad():
                 lp = float(lpips_loss(ink.to(bb.device))[0])
         rows.append((name, c.unet_calls, c.controlnet_calls, c.extractor_backwards, c.seconds, c.seconds / plain_s,
-                     res.sketch_loss[0], lp))
-        print(f"done: {name} {c.seconds:.1f} s", flush=True)
+                     c.unet_seconds, c.controlnet_seconds, c.guidance_seconds, res.sketch_loss[0], lp))
+        print(f"done: {name} {c.seconds:.1f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
     fid = " (meaningless: random weights)" if random_weights else " (lower = closer)"
     print(f"\n| steering | UNet calls | ControlNet calls | extractor backward passes | s / picture | x plain | "
-          f"sketch chamfer{fid} | sketch LPIPS{fid} |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, u, cn, eb, s, ratio, loss, lp in rows:
-        print(f"| {name} | {u} | {cn} | {eb} | {s:.1f} | {ratio:.2f} | {loss:.3f} | {lp:.3f} |")
+          f"of which UNet / ControlNet / guidance s | sketch chamfer{fid} | sketch LPIPS{fid} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, u, cn, eb, s, ratio, us, cs, gs, loss, lp in rows:
+        print(f"| {name} | {u} | {cn} | {eb} | {s:.1f} | {ratio:.2f} | {us:.1f} / {cs:.1f} / {gs:.1f} | {loss:.3f} | {lp:.3f} |")
     print(f"\npeak RSS {peak_rss_mb():.0f} MB")
 
 

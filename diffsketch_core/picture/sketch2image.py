@@ -72,7 +72,10 @@ class Cost:
     controlnet_calls: int = 0
     vae_decodes: int = 0  # differentiable decodes of x0 for guidance, plus the final decode
     extractor_backwards: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # all of it; of which:
+    unet_seconds: float = 0.0
+    controlnet_seconds: float = 0.0
+    guidance_seconds: float = 0.0  # decode x0, extract its sketch, the loss and the backward pass
 
 
 @dataclass
@@ -152,13 +155,17 @@ class _Sampler:
     def eps(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = torch.cat([latents, latents]) if self.cfg_on else latents
         extra = {}
+        started = time.perf_counter()
         if self.control is not None:
             down, mid = self.control.model(x, t, encoder_hidden_states=self.embeds, controlnet_cond=self.control_image,
                                            conditioning_scale=self.cfg.control_scale, return_dict=False)
             extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
             self.cost.controlnet_calls += 1
+            self.cost.controlnet_seconds += _synced() - started
+        started = time.perf_counter()
         eps = self.bb.unet(x, t, encoder_hidden_states=self.embeds, **extra).sample
         self.cost.unet_calls += 1
+        self.cost.unet_seconds += _synced() - started
         if self.cfg_on:
             u, c = eps.chunk(2)
             eps = u + self.cfg.cfg * (c - u)
@@ -173,13 +180,22 @@ class _Sampler:
 def _guide(sampler: _Sampler, x0: torch.Tensor, extractor: SketchExtractor, loss_fn: SketchLoss,
            scale: float) -> tuple[torch.Tensor, float]:
     """x0 moved against the sketch loss's gradient, by GUIDE_STEP x scale of its RMS per picture."""
+    started = time.perf_counter()
     with torch.enable_grad():
         x = x0.detach().requires_grad_(True)
         loss = loss_fn(extractor(sampler.decode(x).float()))
         (grad,) = torch.autograd.grad(loss.sum(), x)
     sampler.cost.extractor_backwards += 1
+    sampler.cost.guidance_seconds += _synced() - started
     rms = grad.float().pow(2).mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
     return (x0.float() - GUIDE_STEP * scale * grad.float() / rms).to(x0.dtype), float(loss.detach().mean())
+
+
+def _synced() -> float:
+    """perf_counter after the GPU's queued work is done, so per-part seconds are the part's own."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def _start_latents(backbone: Backbone, target: SketchTarget, sched: DDIMScheduler, cfg: PictureConfig,
