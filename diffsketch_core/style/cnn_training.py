@@ -115,7 +115,8 @@ class CNNOneShotTrainer:
         self.generator = generator or cnn_generator_for(backbone, work_side=self.work_side)
         self.taps = self.generator.taps
         self.side = view_side(self.photo.size, self.cfg.augment)
-        self.views = [self._view() for _ in range(self.cfg.bank)]
+        # a short run needs no more views than it will look at
+        self.views = [self._view() for _ in range(min(self.cfg.bank, max(2, self.cfg.iterations * self.cfg.batch)))]
         self.unlabeled = [self._unlabeled_view(u) for u in unlabeled]
         if self.cfg.lpips > 0 and lpips_model is None:
             lpips_model = load_lpips()
