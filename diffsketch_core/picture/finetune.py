@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
