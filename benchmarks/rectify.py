@@ -13,6 +13,13 @@ Masking removes a fraction of the strokes at random (at least one stroke stays);
 deformed ones rectified. The class is given (the user says what they drew), as in SketchKnitter's conditional
 rectification. Sketches are processed in batches (`--batch`), seconds per sketch = batch time / batch size.
 
+Closeness of the output to its input (rectify should leave a clean drawing clean): the mean point distance
+(`strokes.distance`: symmetric chamfer in px of a 256-px canvas fitted to the input; mean and median over sketches),
+LPIPS(alex) between the two 64-px ink renders (when its weights are there), and the jitter, turning(output) /
+turning(input) (total turning per stroke length; 1 = as smooth as the input). The noise floor of re-rendering is
+printed above the table: the same measures between each clean sketch and (a) its round trip through the model's
+fixed-length format, (b) itself shifted by one pixel of the 256-px canvas.
+
     python benchmarks/rectify.py --per-class 2 [--levels 0 0.1 0.2 0.3 0.5] [--masks 0.1 0.3] [--strength 0.3 0.5]
 """
 
@@ -35,9 +42,12 @@ from benchmarks._util import machine  # noqa: E402
 from diffsketch_core.metrics import recognition  # noqa: E402
 from diffsketch_core.strokes.classifier import load_classifier  # noqa: E402
 from diffsketch_core.strokes.data import load_split  # noqa: E402
+from diffsketch_core.strokes.distance import mean_point_distance, turning  # noqa: E402
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
+from diffsketch_core.strokes.raster import fit_transform, render  # noqa: E402
 from diffsketch_core.strokes.loaders import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
-from diffsketch_core.strokes.rectify import HEAL_STEPS, RECTIFY_ETA, RECTIFY_STEPS, heal_many, rectify_many  # noqa: E402
+from diffsketch_core.strokes.rectify import (HEAL_STEPS, RECTIFY_ETA, RECTIFY_STEPS, heal_many,  # noqa: E402
+                                             model_round_trip, rectify_many)
 
 
 NOISE = 1.5  # offset noise per unit of deformation, in data stds (calibrated to the paper's before-column)
@@ -62,6 +72,44 @@ def mask(s: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
     polys = stroke3_to_polylines(s)
     drop = set(rng.choice(len(polys), size=min(len(polys) - 1, int(np.ceil(frac * len(polys)))), replace=False))
     return polylines_to_stroke3([p for i, p in enumerate(polys) if i not in drop])
+
+
+def _lpips():
+    try:
+        from diffsketch_core.perceptual import load_lpips
+        return load_lpips()
+    except Exception:  # no weights here: the column is left out, and the header says so
+        return None
+
+
+def lpips_distance(net, a: list[np.ndarray], b: list[np.ndarray], size: int = 64) -> float | None:
+    """Mean LPIPS(alex) between the ink renders of a[i] and b[i], b drawn in a's frame (None without LPIPS)."""
+    if net is None:
+        return None
+    ra = np.stack([1 - render(x, size, 1.5) / 255.0 for x in a])
+    rb = np.stack([1 - render(y, size, 1.5, transform=fit_transform(x, size)) / 255.0 for x, y in zip(a, b)])
+    up = lambda r: torch.from_numpy(1 - 2 * r).float()[:, None].expand(-1, 3, -1, -1)  # noqa: E731
+    with torch.no_grad():
+        return float(net(up(ra), up(rb)).mean())
+
+
+def closeness(net, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict:
+    d = np.array([mean_point_distance(a, b) for a, b in zip(inputs, outputs)])
+    jitter = np.array([turning(b) / max(turning(a), 1e-6) for a, b in zip(inputs, outputs)])
+    return {"mean": d.mean(), "median": float(np.median(d)), "lpips": lpips_distance(net, inputs, outputs),
+            "jitter": float(np.median(jitter))}
+
+
+def shifted(s: np.ndarray, px: float = 1.0) -> np.ndarray:
+    """s moved by `px` pixels of the 256-px canvas fitted to it (diagonally, px in all)."""
+    scale, _ = fit_transform(s, 256)
+    out = s.copy()
+    out[0, :2] += px / scale / np.sqrt(2)
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _strength(v: str) -> float | str:
@@ -103,7 +151,15 @@ def main() -> None:
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
           f"({args.perceptual}), {args.steps} steps, eta {args.eta}, CFG {args.cfg} for t in "
           f"{args.cfg_interval or 'the defaults'}, batch {args.batch}")
-    print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}")
+    net = _lpips()
+    trips = [model_round_trip(sk, model) for sk in sketches]
+    for what, other in (("round trip through the model format", trips),
+                        ("a 1-px shift", [shifted(sk) for sk in sketches])):
+        c = closeness(net, sketches, other)
+        print(f"noise floor, clean sketch vs {what}: point distance {c['mean']:.2f} px (median {c['median']:.2f}), "
+              f"LPIPS {_fmt(c['lpips'])}, jitter {c['jitter']:.2f}")
+    print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}"
+          f"{'dist px':>9}{'median':>8}{'LPIPS':>7}{'jitter':>8}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
         broken = [deform(s, level, rng, sigma) if level else (mask(s, frac, rng) if frac else s) for s in sketches]
@@ -121,7 +177,9 @@ def main() -> None:
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)
             label = "heal" if frac else (strength if strength == "auto" else f"{strength:.2f}")
-            print(f"{name:<12}{label:>9}{before:>20.3f}{after:>8.3f}{100 * (after - before):>+15.1f}{per:>10.2f}",
+            c = closeness(net, broken, fixed) if not frac else None
+            tail = f"{c['mean']:>9.2f}{c['median']:>8.2f}{_fmt(c['lpips']):>7}{c['jitter']:>8.2f}" if c else ""
+            print(f"{name:<12}{label:>9}{before:>20.3f}{after:>8.3f}{100 * (after - before):>+15.1f}{per:>10.2f}{tail}",
                   flush=True)
 
 

@@ -162,3 +162,16 @@ def test_heal_makes_room_in_a_long_sketch():
     res = heal([np.column_stack([200 + 100 * np.cos(t), 200 + 100 * np.sin(t)]).tolist()], tiny_model(),
                class_name="circle", steps=3)
     assert any("simplified to 18" in n for n in res.notes) and np.isfinite(res.sketch).all()
+
+
+def test_anchor_pulls_each_point_back_to_its_own_input_point():
+    from diffsketch_core.strokes.rectify import _anchor
+    start = torch.tensor([[[0.0, 0.0, -1.0], [10.0, 0.0, -1.0], [0.0, 5.0, 1.0]]])  # offsets + pen channel
+    drifted = start + torch.tensor([[[0.0, 1.0, 0.2], [0.5, 0.5, 0.0], [0.0, 0.0, -0.4]]])
+    np.testing.assert_allclose(_anchor(drifted, start, torch.tensor([1.0])), start, atol=1e-6)
+    half = _anchor(drifted, start, torch.tensor([0.5]))
+    # absolute positions halfway back: the drift does not pile up along the offsets
+    np.testing.assert_allclose(torch.cumsum(half[..., :2], 1), (torch.cumsum(start[..., :2], 1) +
+                                                                 torch.cumsum(drifted[..., :2], 1)) / 2, atol=1e-6)
+    np.testing.assert_allclose(half[..., 2], (start[..., 2] + drifted[..., 2]) / 2)
+    np.testing.assert_allclose(_anchor(drifted, start, torch.tensor([0.0])), drifted, atol=1e-6)

@@ -8,6 +8,7 @@ import pytest
 from conftest import SHARED
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.strokes import format as fmt
+from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines
 from diffsketch_core.strokes.raster import render
 from diffsketch_core.strokes.svg import to_svg
 
@@ -144,3 +145,35 @@ def test_decoding_drops_one_point_specks_and_keeps_everything_else_in_place():
     assert [len(p) for p in polys] == [2, 2] and len(s) == 4
     np.testing.assert_allclose(polys[1], [[15, 15], [25, 15]])  # the second stroke did not move
     assert len(fmt.from_fixed(offsets, pen, 1.0, dots=True)) == 6
+
+
+def _outline(n=99):
+    t = np.linspace(0, 2 * np.pi, n - 10)
+    body = np.column_stack([256 + 100 * np.sin(t), 270 - 100 * np.cos(t)])
+    stem = np.column_stack([np.linspace(256, 262, 10), np.linspace(172, 130, 10)])
+    return polylines_to_stroke3([body, stem])
+
+
+def test_fit_length_keeps_as_many_points_as_fit_and_the_drawing():
+    from diffsketch_core.strokes.distance import mean_point_distance
+    from diffsketch_core.strokes.format import fit_length
+    s = _outline(99)
+    f = fit_length(s, 96)
+    assert len(f) == 96 and mean_point_distance(s, f) < 0.1  # one RDP pass alone left ~50 points
+    np.testing.assert_allclose(f[0, :2], s[0, :2])
+    assert [len(p) for p in stroke3_to_polylines(f)][1] >= 2  # every stroke keeps its ends
+
+
+def test_point_distance_and_turning():
+    from diffsketch_core.strokes.distance import mean_point_distance, turning
+    s = _outline(99)
+    assert mean_point_distance(s, s) == 0
+    moved = s.copy()
+    moved[0, :2] += 1e-3
+    assert mean_point_distance(s, moved) < 0.01
+    t = [np.linspace(0, 2 * np.pi, n) for n in (20, 400)]
+    coarse, fine = (polylines_to_stroke3([np.column_stack([np.cos(a), np.sin(a)])]) for a in t)
+    assert abs(turning(coarse) - turning(fine)) < 0.05 * turning(fine)  # a smooth outline turns 360 deg, any points
+    zig = fine.copy()
+    zig[1:, :2] += np.random.default_rng(0).normal(0, 0.01, zig[1:, :2].shape)
+    assert turning(zig) > 2 * turning(fine)
