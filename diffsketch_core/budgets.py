@@ -32,7 +32,9 @@ MAX_STYLE_JSON_BYTES = 1024**2  # style.json and config.json each
 
 # ---------------------------------------------------------------- numbers typed by users (or sent over the API)
 MAX_SEED = 2**32 - 1
-MAX_DDPM_SKETCHES = 8  # the 1000-step sampler: 16 sketches took 76 s on one busy thread, 8 fit the seconds budget
+# The 1000-step sampler, per request: on one thread, 16 sketches took 76 s at light load; at load average 14 on the
+# 2 cores, 2 took 47 s and 8 took 126 s. 4 keeps it near the seconds budget even then.
+MAX_DDPM_SKETCHES = 4
 
 # ---------------------------------------------------------------- seconds per request (CPU jobs), worst input
 # What the input budgets above hold each job to: its worst admitted input, measured on its own (benchmarks/load.py
