@@ -112,14 +112,14 @@ def test_missing_controlnet_offline_says_what_to_set(tiny_backbone, monkeypatch)
 # ------------------------------------------------------------------ end to end
 
 @pytest.mark.parametrize("extra", [
-    dict(taps=("up_blocks.1.resnets.0:res-out", "up_blocks.2.attentions.1:self-q", "up_blocks.3.attentions.2:attn-out")),
+    dict(taps=("up_blocks.1.resnets.0:res-out", "up_blocks.2.attentions.1:self-q", "up_blocks.3.attentions.2:attn-out"),
+         lora="made-in-test"),
     dict(controlnet="tiny", control_steps=2),
-    dict(lora="made-in-test"),
 ])
 def test_style_with_technique_trains_and_reproduces_at_inference(tiny_backbone, photo, tmp_path, extra):
     bb = tiny_backbone
     if "lora" in extra:
-        extra = dict(lora=str(_make_lora(bb.unet, tmp_path / "l.safetensors")))
+        extra = dict(extra, lora=str(_make_lora(bb.unet, tmp_path / "l.safetensors")))
     sketch = Image.new("L", (128, 128), 255)
     ImageDraw.Draw(sketch).rectangle([30, 30, 90, 100], outline=0, width=2)
     prior = fit_prior(bb, read_captions()[:40], n_components=8)
@@ -133,10 +133,9 @@ def test_style_with_technique_trains_and_reproduces_at_inference(tiny_backbone, 
     style = load_style(tmp_path / "s", bb)
     if "taps" in extra:
         assert set(style.generator.config.unet_taps) == set(extra["taps"])
-    elif "controlnet" in extra:
-        assert style.meta["control"]["controlnet"] == "tiny"
-    else:
         assert style.meta["lora"]["source"] == extra["lora"]
+    else:
+        assert style.meta["control"]["controlnet"] == "tiny"
     got = np.asarray(PhotoToSketch(style, bb)(photo).sketch)
     assert np.array_equal(got, expected)
 

@@ -154,17 +154,17 @@ def test_no_two_noises_of_a_training_coincide(tiny_backbone, pair, prior, monkey
 
 def test_chunked_training_equals_one_run(tiny_backbone, pair, prior):
     torch.manual_seed(0)
-    whole = make_trainer(tiny_backbone, pair, prior, iterations=5)
+    whole = make_trainer(tiny_backbone, pair, prior, iterations=3)
     whole.run()
     events = []
     torch.manual_seed(0)  # the same initial generator
-    first = make_trainer(tiny_backbone, pair, prior, iterations=5)
-    first.run(events.append, until=3)
-    assert first.iteration == 3 and events[-1].kind == "paused"
-    second = make_trainer(tiny_backbone, pair, prior, iterations=5)  # a fresh trainer, as in the next GPU call
+    first = make_trainer(tiny_backbone, pair, prior, iterations=3)
+    first.run(events.append, until=1)  # stops inside a CDST block of 2: the next call must redraw the same samples
+    assert first.iteration == 1 and events[-1].kind == "paused"
+    second = make_trainer(tiny_backbone, pair, prior, iterations=3)  # a fresh trainer, as in the next GPU call
     second.load_state_dict(first.state_dict())
     second.run(events.append)
-    assert events[-1].kind == "done" and second.iteration == 5
+    assert events[-1].kind == "done" and second.iteration == 3
     for (name, a), b in zip(whole.generator.state_dict().items(), second.generator.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 
@@ -239,3 +239,18 @@ def test_styles_with_the_old_vae_taps_are_refused(tiny_backbone, pair, prior, tm
     info_path.write_text(json.dumps(info))
     with pytest.raises(BadInputError, match="older version.*VAE-decoder features.*Train it again"):
         load_style(tmp_path / "s", tiny_backbone)
+
+
+@pytest.mark.skipif(not __import__("conftest").SHARED.joinpath("weights").is_dir(), reason="needs ../shared/weights")
+def test_training_cli_invert_flag_overrules_the_guess(tmp_path, pair):
+    from diffsketch_core.style.training import main
+
+    pair[0].save(tmp_path / "photo.png")
+    Image.eval(pair[1], lambda v: 255 - v).save(tmp_path / "chalk.png")  # white lines on black
+    common = ["--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "chalk.png"), "--backbone", "tiny",
+              "--clip", "tiny", "--iterations", "1", "--sample-steps", "1", "--gen-batch", "1", "--resolution", "64"]
+    assert main(common + ["--out", str(tmp_path / "auto")]) == 0
+    assert main(common + ["--out", str(tmp_path / "kept"), "--invert", "no"]) == 0
+    assert json.loads((tmp_path / "auto" / "style.json").read_text())["sketch_inverted"] is True
+    assert json.loads((tmp_path / "kept" / "style.json").read_text())["sketch_inverted"] is False
+    assert main(common + ["--out", str(tmp_path / "x"), "--invert", "maybe"]) == 2
