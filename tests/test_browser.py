@@ -87,7 +87,7 @@ def test_bad_upload_shows_a_message_and_app_keeps_serving(page, tmp_path):
 
 @requires_shared
 def test_demo_training_starts_and_stops(page):
-    page.get_by_text("Backbone (Stable Diffusion 1.x)").click()
+    page.get_by_text("Backbone (Stable Diffusion 1.x").first.click()
     page.get_by_label("Demo backbone (tiny, random weights)").check()
     page.get_by_role("button", name="Load", exact=True).click()
     page.get_by_text(re.compile("^Loaded")).wait_for(timeout=60_000)
