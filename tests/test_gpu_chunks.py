@@ -99,3 +99,11 @@ def test_advanced_panel_techniques_reach_the_style(pair_files):
     assert set(config["unet_taps"]) == {"up_blocks.1.resnets.0:res-out", "up_blocks.3.attentions.2:attn-out"}
     with pytest.raises(style.gr.Error, match="Unknown tap kind"):
         list(style.train_style(*pair_files, "a box", 2, "tiny", req("advanced"), "auto", "up_blocks.1.resnets.0:x"))
+
+
+def test_estimate_counts_the_feature_techniques():
+    plain = iteration_seconds(TrainConfig(), 512)
+    control = iteration_seconds(TrainConfig(controlnet="x"), 512)
+    gate = iteration_seconds(TrainConfig(controlnet="x", control_steps=3), 512)
+    mixed = iteration_seconds(TrainConfig(controlnet="x", amalgamate=True, extra_seeds=1), 512)
+    assert plain < control < gate and control < mixed

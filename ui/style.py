@@ -139,8 +139,8 @@ def techniques_status() -> str:
         "LoRA (file, folder or hub id) | when given |"])
 
 
-def _plan(iterations: int, source: str, per_iteration: float | None = None) -> ChunkPlan:
-    cfg = _config(iterations, source == TINY)
+def _plan(iterations: int, source: str, per_iteration: float | None = None, techniques: dict | None = None) -> ChunkPlan:
+    cfg = _config(iterations, source == TINY, techniques=techniques)
     if not ZERO_GPU:  # one call; the plan still says what a GPU Space would ask for
         return ChunkPlan([iterations], [0])
     per = per_iteration or iteration_seconds(cfg, 128 if source == TINY else 512)
@@ -232,7 +232,7 @@ def _train_chunk(job: dict):
 
 
 def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None):
-    plan = _plan(iterations, source)
+    plan = _plan(iterations, source, techniques=techniques)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
     yield f"Preparing: features of your photo, text prior...{asks}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
         gr.update(interactive=False)
@@ -253,7 +253,7 @@ def _train(photo, sketch, caption, iterations, source, cancel, request, invert="
             return
         # a Stop pressed between two calls is seen by the next one at once, which then saves the style
         TRAINING[key], done = end.state, end.iteration
-        plan = _plan(iterations - done, source, end.per_iteration)  # re-planned with the measured speed
+        plan = _plan(iterations - done, source, end.per_iteration, techniques)  # re-planned with the measured speed
 
 
 def stop_training(request: gr.Request | None = None) -> str:

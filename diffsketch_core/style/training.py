@@ -288,8 +288,13 @@ MARGIN = 1.3  # asked duration = estimate x margin, so a chunk is not cut off by
 
 def iteration_seconds(cfg: TrainConfig, resolution: int) -> float:
     """Estimated GPU seconds of one training iteration: its share of the CDST sampling (2 CFG rows x steps per
-    image) and of the extraction (2 branches x timesteps per image), plus the generator step; scaled with pixels."""
-    rows = 2 * cfg.sample_steps + 2 * len(cfg.timesteps)
+    image) and of the extraction (2 branches x timesteps per image and feature source; a ControlNet adds about
+    half a UNet per pass, GATE's steps one pass each), plus the generator step; scaled with pixels."""
+    extraction = 0.0
+    for bucket in buckets_of(cfg):
+        control = bucket["control"]
+        extraction += (1 + (control["steps"] if control else 0)) * (1.5 if control else 1.0)
+    rows = 2 * cfg.sample_steps + 2 * len(cfg.timesteps) * extraction
     return (rows * UNET_ROW_SECONDS + STEP_SECONDS) * (resolution / 512) ** 2
 
 
