@@ -9,10 +9,12 @@ from pathlib import Path
 from conftest import ROOT
 
 CORE = ROOT / "diffsketch_core"
-WINGS = {"diffusion", "style", "strokes", "extractors"}
+WINGS = {"diffusion", "style", "strokes", "extractors", "picture"}
 # which wing may import which (besides the ground floor): style stands on the diffusion backbones and may use
-# extractors (starting sketches); nothing else crosses wings
-ALLOWED = {"style": {"diffusion", "extractors"}, "diffusion": {"extractors"}, "strokes": set(), "extractors": set()}
+# extractors (teachers, starting sketches); sketch -> picture steers SD with extractor networks and style losses;
+# diffusion may use extractors (ControlNet control images); strokes and extractors stand alone
+ALLOWED = {"style": {"diffusion", "extractors"}, "diffusion": {"extractors"}, "strokes": set(), "extractors": set(),
+           "picture": {"diffusion", "extractors", "style"}}
 
 
 def _module_name(path: Path) -> str:
