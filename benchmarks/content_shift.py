@@ -143,10 +143,12 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=26)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-cost", action="store_true")
+    p.add_argument("--skip-proxy", action="store_true")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    proxy(args)
+    if not args.skip_proxy:
+        proxy(args)
     if not args.skip_cost:
         cost(args)
 
