@@ -91,6 +91,7 @@ def test_advanced_panel_techniques_reach_the_style(pair_files):
 
     assert "ControlNet" in style.techniques_status() and "self-q" in style.techniques_status()
     assert style.advanced_techniques("", "", "canny", 0, "") == {}  # off by default
+    assert style.advanced_techniques("", "", "canny", 0, "", True, 2) == {"amalgamate": True, "extra_seeds": 2}
     taps = "up_blocks.1.resnets.0:res-out, up_blocks.3.attentions.2:attn-out"
     outs = list(style.train_style(*pair_files, "a box", 2, "tiny", req("advanced"), "auto", taps, "tiny", "canny", 0, ""))
     info = json.loads((Path(outs[-1][4]) / "style.json").read_text())

@@ -60,7 +60,8 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
 
 
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
-                taps="", controlnet="", control_image="canny", control_steps=0, lora=""):
+                taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
+                extra_seeds=0):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
@@ -78,7 +79,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     # registered first: Stop works while the trainer is set up, and (through a file) inside a GPU worker process
     cancel = RUNNING[key] = StopFlag(user_dir(request) / f"stop-{time.time_ns()}")
     try:
-        techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora)
+        techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate, extra_seeds)
         yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques)
     finally:
         RUNNING.pop(key, None)
@@ -111,7 +112,7 @@ def _config(iterations: int, demo: bool, weights: LossWeights | None = None, tec
                        **(techniques or {}))
 
 
-def advanced_techniques(taps, controlnet, control_image, control_steps, lora) -> dict:
+def advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate=False, extra_seeds=0) -> dict:
     """The advanced panel's choices as TrainConfig fields (all off when left empty)."""
     out: dict = {}
     if isinstance(taps, str) and taps.strip():
@@ -122,6 +123,8 @@ def advanced_techniques(taps, controlnet, control_image, control_steps, lora) ->
                     control_steps=common.as_int(control_steps or 0, "ControlNet steps", 0, 50))
     if isinstance(lora, str) and lora.strip():
         out["lora"] = lora.strip()
+    if amalgamate is True:
+        out |= dict(amalgamate=True, extra_seeds=common.as_int(extra_seeds or 0, "Extra seeds", 0, 4))
     return out
 
 
@@ -136,7 +139,9 @@ def techniques_status() -> str:
         "ControlNet for SD 1.x (hub id or folder; `tiny` with the demo backbone) | control images: "
         + (", ".join(ready) or "none") + " |",
         "| LoRA (GATE) | a LoRA tuned on images like yours, merged while features are extracted | a `.safetensors` "
-        "LoRA (file, folder or hub id) | when given |"])
+        "LoRA (file, folder or hub id) | when given |",
+        "| Amalgamation (GATE) | plain, ControlNet, LoRA and extra-seed features as separate sources mixed by "
+        "learned per-channel weights (each source costs one more extraction) | two sources at least | ready |"])
 
 
 def _plan(iterations: int, source: str, per_iteration: float | None = None, techniques: dict | None = None) -> ChunkPlan:
@@ -393,6 +398,9 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
             adv_control_image = gr.Radio(list(METHODS), value="canny", label="Control image from")
             adv_control_steps = gr.Slider(0, 20, value=0, step=1, label="GATE guided steps before extracting")
         adv_lora = gr.Textbox(label="LoRA (.safetensors file, folder or hub id; empty: off)")
+        with gr.Row():
+            adv_amalgamate = gr.Checkbox(False, label="Amalgamate the sources (learned weight assigners)")
+            adv_seeds = gr.Slider(0, 4, value=0, step=1, label="Extra seed sources")
     with gr.Row():
         train = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop", variant="stop")
@@ -417,7 +425,7 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
     for trigger in (iterations.change, backbone.change):
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
     train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
-                              adv_control_image, adv_control_steps, adv_lora],
+                              adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)
