@@ -242,7 +242,7 @@ class Bench:
         self.record({"run": run, "style": style, "backbone": source, "example": example, "lpips": lp, "ssim": ss,
                      "train_s": seconds, "iterations": trainer.iteration, "eval_s_per_photo_generator": per_photo,
                      "example_loss": trainer.example_loss(), "photos": len(scores)})
-        if source == VGG16 and example == EXAMPLES[0]:
+        if source == VGG16 and example == EXAMPLES[0] and not self.args.no_grids:
             self.grid(style, photo, _teacher(self.cache, style, "train", example), preds,
                       lambda pid: _teacher(self.cache, style, "test", pid))
             trainer.style().save(self.out / f"style_{style}")
@@ -266,7 +266,7 @@ class Bench:
         f, p, r, th = ods(counts)
         self.record({"run": run, "example": example, "ods_f": f, "precision": p, "recall": r, "threshold": th,
                      "train_s": seconds, "s_per_photo_generator": per_photo, "photos": len(self.test_ids)})
-        if example == EXAMPLES[0]:
+        if example == EXAMPLES[0] and not self.args.no_grids:
             human = lambda pid: Image.fromarray(  # noqa: E731
                 np.where(_human_at("test", pid, self.photos[pid].size)[0], 0, 255).astype(np.uint8), "L")
             self.grid("human", photo, sketch, preds, human)
@@ -369,7 +369,9 @@ def main() -> None:
     p.add_argument("--bank", type=int, default=32, help="augmented views with cached features per training")
     p.add_argument("--cache", default="/tmp/oneshot_cache", help="teacher sketches, computed once")
     p.add_argument("--skip", nargs="*", default=[], help="parts to skip: random human speed")
+    p.add_argument("--styles", nargs="*", default=list(STYLES), choices=STYLES, help="target styles to train")
     p.add_argument("--out", default=str(ROOT / "runs" / "oneshot"), help="results.jsonl and trained styles")
+    p.add_argument("--no-grids", action="store_true", help="leave assets/benchmarks alone")
     p.add_argument("--report", action="store_true", help="only print the tables of results.jsonl")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -378,18 +380,18 @@ def main() -> None:
         print(f"machine: {machine()}; {len(bench.test_ids)} test photos at {WORK} px long side; "
               f"{args.iterations} iterations per style", flush=True)
         bench.floors()
-        for style in STYLES:
+        for style in args.styles:
             bench.style_run(style, VGG16, EXAMPLES[0])
         if "speed" not in args.skip:
             bench.speed()
         if "random" not in args.skip:
-            for style in STYLES:
+            for style in args.styles:
                 bench.style_run(style, VGG16_RANDOM, EXAMPLES[0])
         if "human" not in args.skip:
             bench.human_baselines()
             bench.human_run(EXAMPLES[0])
         for ex in EXAMPLES[1:args.examples]:
-            for style in STYLES:
+            for style in args.styles:
                 bench.style_run(style, VGG16, ex)
     print(tables(bench.done))
 
