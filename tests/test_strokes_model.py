@@ -259,7 +259,8 @@ def test_training_runs_under_accelerate_with_two_cpu_processes(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "DIFFSKETCH_QUICKDRAW_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "DIFFSKETCH_QUICKDRAW_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}  # CPU processes even where a GPU is present
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--main_process_port", str(port), "-m", "diffsketch_core.strokes.train", "--run", str(tmp_path / "run"),
            "--out", str(tmp_path / "out"), "--classifier", str(tmp_path / "none"), "--d-model", "32", "--layers", "1",
