@@ -1,6 +1,8 @@
 """Classic photo -> sketch extractors behind one call.
 
-    extract_sketch(image, "hed" | "pidinet" | "xdog" | "canny") -> Sketch(image, notes)
+    extract_sketch(image, "fast" | "hed" | "pidinet" | "xdog" | "canny") -> Sketch(image, notes)
+
+"fast" is the shipped student distilled from HED (extractors/student.py, checkpoints/student_hed/).
 
 Any image the `images` module accepts goes in (path, bytes, PIL, array; gray, RGBA, 16-bit, huge); out comes an
 8-bit grey sketch of the same size as the (possibly downscaled, see notes) input: dark lines on white.
@@ -18,9 +20,10 @@ from PIL import Image
 
 from ..errors import BadInputError
 from ..images import ImageLike, ink_to_sketch, load_image
-from . import canny, hed, pidinet, xdog
+from . import canny, hed, pidinet, student, xdog
 
 EXTRACTORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
+    "fast": student.edges,
     "hed": hed.edges,
     "pidinet": pidinet.edges,
     "xdog": xdog.edges,
@@ -29,7 +32,7 @@ EXTRACTORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
 METHODS = tuple(EXTRACTORS)
 DEFAULT_RESOLUTION = 768
 # what each extractor needs before it can run; XDoG and Canny need nothing
-_NEEDS: dict[str, Callable[[], str | None]] = {"hed": hed.needs, "pidinet": pidinet.needs}
+_NEEDS: dict[str, Callable[[], str | None]] = {"hed": hed.needs, "pidinet": pidinet.needs, "fast": student.needs}
 
 
 @dataclass

@@ -135,10 +135,18 @@ def load(path: str | Path = CHECKPOINT) -> SketchStudent:
     return _load(str(Path(path).resolve()))
 
 
+BORDER = 8  # reflected pixels around the photo: without them the zero padding of the convs draws the frame
+
+
 @torch.inference_mode()
 def sketch_with(student: SketchStudent, img: Image.Image) -> np.ndarray:
     x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    return student(x.contiguous(memory_format=torch.channels_last))[0, 0].float().numpy()
+    h, w = x.shape[-2:]
+    b = min(BORDER, h - 1, w - 1)
+    if b > 0:
+        x = F.pad(x, (b, b, b, b), mode="reflect")
+    out = student(x.contiguous(memory_format=torch.channels_last))[0, 0]
+    return out[b:b + h, b:b + w].float().numpy()
 
 
 def edges(img: Image.Image) -> np.ndarray:

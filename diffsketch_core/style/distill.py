@@ -549,8 +549,9 @@ def _main(args: argparse.Namespace) -> int:
     acc.wait_for_everyone()
     failed = sorted(p.name for p in Path(args.cache).glob("*.failed"))
     if acc.is_main_process:
-        print(f"cache: {len(cached_pairs(args.cache))}/{total} pairs; this process wrote {report.written}, "
-              f"reused {report.reused}; {len(failed)} failed", flush=True)
+        done = sum((Path(args.cache) / f"{k}.ink.png").is_file() for _, _, k in cache_jobs(found.photos, sizes))
+        print(f"cache: {done}/{total} pairs ({len(cached_pairs(args.cache))} in the cache, all used in training); "
+              f"this process wrote {report.written}, reused {report.reused}; {len(failed)} failed", flush=True)
     if not args.run:
         return 0
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
