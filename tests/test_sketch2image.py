@@ -185,3 +185,15 @@ def test_hand_over_from_the_stroke_tabs(tmp_path, sketch):
     assert picture.from_strokes([("a.png", None), ("b.png", None)])[0] == "a.png"
     with pytest.raises(gr.Error, match="Nothing to send"):
         picture.from_strokes([])
+
+
+@pytest.mark.parametrize("value", ['"/etc/passwd"', '{"a": 1}', '[["x", "y"]]', "[[[1, 2]]" + "]" * 3, "[[[NaN, 1]]]"])
+def test_hand_over_types_the_canvas_value(value, tmp_path):
+    """The canvas value reaching the hand-over is typed like Rectify's: one sentence, never a file read."""
+    import gradio as gr
+
+    from ui import picture
+
+    with pytest.raises(gr.Error) as err:
+        picture.canvas_png(value, tmp_path / "c.png")
+    assert str(err.value.message).strip() and "/etc" not in str(err.value.message)

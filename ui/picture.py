@@ -3,7 +3,6 @@ that keep its lines: Stable Diffusion steered by a scribble ControlNet and/or Di
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from diffsketch_core.picture.lora import LoRA
 from diffsketch_core.picture.sketch2image import PictureConfig, sketch_to_image
 
 from . import common
-from .canvas import CANVAS_SIZE
-from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, session, user_dir
+from .canvas import CANVAS_SIZE, strokes_from_value
+from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, output_dir, session, user_dir
 
 NEEDS = (f"**What it needs:** Stable Diffusion 1.x (the *Backbone* panel, or the demo backbone); for the ControlNet, "
          f"a scribble or lineart SD-1.5 ControlNet (hub id or local folder below, or `{settings.CONTROLNET_ENV}`); for "
@@ -141,11 +140,9 @@ def stop_pictures(request: gr.Request | None = None):
 # ---------------------------------------------------------------- hand-over from the stroke tabs
 
 def canvas_png(canvas_json: str | None, path) -> str | None:
-    """The Rectify canvas's strokes drawn as the canvas shows them (dark, 4 px, on white), or None when empty."""
-    try:
-        strokes = json.loads(canvas_json or "[]")
-    except json.JSONDecodeError:
-        return None
+    """The Rectify canvas's strokes drawn as the canvas shows them (dark, 4 px, on white), or None when empty.
+    The value is typed by the canvas's own boundary check (a string is never a path)."""
+    strokes = strokes_from_value(canvas_json or "[]")
     if not strokes:
         return None
     img = Image.new("L", (CANVAS_SIZE, CANVAS_SIZE), 255)
@@ -161,7 +158,8 @@ def canvas_png(canvas_json: str | None, path) -> str | None:
 
 def from_rectify(after, upload, canvas_json, request: gr.Request | None = None):
     """The rectified result when there is one, else the uploaded drawing, else the canvas."""
-    picked = after if after is not None else upload or canvas_png(canvas_json, user_dir(request) / f"canvas-{time.time_ns()}.png")
+    # `after` and `upload` come through Gradio's pre-processing, which opens only files the app received
+    picked = after if after is not None else upload or canvas_png(canvas_json, output_dir(request, "canvas") / "canvas.png")
     if picked is None:
         raise gr.Error("Nothing to send yet: draw on the canvas (or upload a drawing) first.")
     return picked, gr.Tabs(selected="picture")
