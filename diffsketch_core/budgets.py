@@ -39,8 +39,9 @@ MAX_DDPM_SKETCHES = 4
 # ---------------------------------------------------------------- seconds per request (CPU jobs), worst input
 # What the input budgets above hold each job to: its worst admitted input, measured on its own (benchmarks/load.py
 # --worst: Classic HED on a 50 MP PNG 28 s, Rectify of 20,000 points in 1,000 strokes at guidance 4 16 s on one
-# thread, 16 skip-sampled sketches 13 s). Not a timer: the core jobs cannot be stopped mid-step, so the inputs are
-# what is bounded; on a machine loaded 6x over (load average 12 on 2 cores) the same Rectify took 87 s.
+# thread, 16 skip-sampled sketches 13 s). Rectify/heal and Draw strokes also carry a jobs.Deadline of these seconds:
+# their samplers check it before every denoising step and stop with a sentence naming the budget (on a machine
+# loaded 6x over, load average 12 on 2 cores, the worst admitted Rectify took 87 s; now it stops at 20 s).
 REQUEST_SECONDS = {"classic_sketch": 30, "rectify": 20, "draw_strokes": 60}
 
 # ---------------------------------------------------------------- files the app writes (ui/common.py sweeps them)

@@ -13,5 +13,9 @@ class BadInputError(DiffSketchError, ValueError):
     """An input (image, sketch, file, argument) that cannot be used as given."""
 
 
+class JobStopped(DiffSketchError):
+    """A job stopped before it finished: Stop was pressed, the client left, or it ran past its time budget."""
+
+
 class MissingWeightsError(DiffSketchError, FileNotFoundError):
     """Pretrained weights that are neither in a local directory nor obtainable from the hub."""

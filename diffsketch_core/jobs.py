@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterator
+
+from .errors import JobStopped
 
 _DONE = object()
 
@@ -47,3 +50,28 @@ def iterate_events(run: Callable[[Callable[[Any], None], threading.Event], Any],
 class JobResult:
     def __init__(self, value: Any):
         self.value = value
+
+
+class Deadline:
+    """A cancel flag that trips by itself once `seconds` have passed (a request's time budget), or when `also`
+    (another flag: a Stop button, a closed session) is set. Loops that take a cancel flag stop at their next step."""
+
+    def __init__(self, seconds: float, what: str, also: threading.Event | None = None):
+        self.seconds, self.what, self.also = float(seconds), what, also
+        self.end = time.monotonic() + self.seconds
+
+    def is_set(self) -> bool:
+        return time.monotonic() > self.end or (self.also is not None and self.also.is_set())
+
+    @property
+    def reason(self) -> str:
+        if self.also is not None and self.also.is_set():
+            return f"{self.what} was stopped."
+        return (f"{self.what} stopped at its time budget of {self.seconds:g} s (the machine is busy or the input is "
+                "large); try again, with fewer sketches or a simpler drawing.")
+
+
+def check(cancel) -> None:
+    """Raise JobStopped when `cancel` (anything with is_set(), or None) is set; its `reason`, if any, is the message."""
+    if cancel is not None and cancel.is_set():
+        raise JobStopped(getattr(cancel, "reason", "The job was stopped."))

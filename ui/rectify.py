@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from diffsketch_core.budgets import REQUEST_SECONDS
 from diffsketch_core.errors import DiffSketchError
+from diffsketch_core.jobs import Deadline
 from diffsketch_core.perceptual import lpips_needs
 from diffsketch_core.strokes import loaders as stroke_loaders
 from diffsketch_core.strokes.export import export as export_sketches
@@ -51,11 +53,12 @@ def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, se
     source = _rough_input(canvas_json, upload)
     model, clf = stroke_loaders.load_stroke_model(), stroke_classifier()
     name = None if class_name == "auto" else class_name
+    budget = Deadline(REQUEST_SECONDS["rectify"], "Heal" if mode == "heal" else "Rectify")
     try:
         if mode == "heal":
-            res = heal(source, model, clf, name, seed=seed)
+            res = heal(source, model, clf, name, seed=seed, cancel=budget)
         else:
-            res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed)
+            res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed, cancel=budget)
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches([res.rough, res.sketch], output_dir(request, "rectify"), stem="rectify", same_frame=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from diffsketch_core.budgets import MAX_DDPM_SKETCHES
+from diffsketch_core.budgets import MAX_DDPM_SKETCHES, REQUEST_SECONDS
 from diffsketch_core.errors import DiffSketchError
+from diffsketch_core.jobs import Deadline
 from diffsketch_core.strokes.export import export as export_sketches
 from diffsketch_core.strokes.generate import generate
 
@@ -27,7 +28,8 @@ def draw_strokes(class_name: str, count: float, sampler: str, seed: float, reque
         raise gr.Error(f"The full sampler (1000 steps) draws at most {MAX_DDPM_SKETCHES} sketches per request here; "
                        "ask for fewer or choose a faster sampler.")
     try:
-        gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed))
+        gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed),
+                       cancel=Deadline(REQUEST_SECONDS["draw_strokes"], "Drawing"))
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches(gen.sketches, output_dir(request, "strokes"), stem=class_name)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..jobs import check
 from .format import DRAW, END
 from .model import StrokeDenoiser
 
@@ -135,13 +136,15 @@ class StrokeDiffusion:
                guidance: float = 1.0, guidance_interval: tuple[int, int] | None = None, seed: int | None = 0,
                n_points: int | None = None, x_T: torch.Tensor | None = None,
                step_fn: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], int]] = None,
-               callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None) -> SampleResult:
+               callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None,
+               cancel=None) -> SampleResult:
         """Denoise from x_T (seeded noise unless given) along `timesteps` (descending, first one where x_T lives).
         method: "ddim" (eta 0) or "ddpm" (ancestral, every timestep).
         guidance_interval (lo, hi): guide only for lo <= t <= hi and evaluate the conditional branch alone elsewhere,
         which halves those steps' cost (guidance in a limited interval, Kynkaanniemi et al. 2024).
         step_fn(t, x, eps, logits) -> next timestep may replace the list's next entry (skipping samplers).
-        callback(t, x0_hat, logits, eps) sees every step's prediction."""
+        callback(t, x0_hat, logits, eps) sees every step's prediction. `cancel` (anything with is_set()) is checked
+        before every step: a set flag raises JobStopped."""
         if method not in ("ddim", "ddpm"):
             raise ValueError(f"unknown sampling method {method!r}")
         device = labels.device
@@ -153,6 +156,7 @@ class StrokeDiffusion:
         t = sched[0]
         logits = None
         while t >= 0:
+            check(cancel)
             tt = torch.full((len(labels),), t, device=device)
             eps, logits = self.guided(model, x, tt, labels, self.guidance_at(tt, guidance, guidance_interval))
             nfe += 1

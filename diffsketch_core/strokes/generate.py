@@ -33,11 +33,11 @@ class Generation:
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
              seed: int = 0, guidance: float = 4.0, guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL,
-             model: StrokeDenoiser | None = None, recognizability=None) -> Generation:
+             model: StrokeDenoiser | None = None, recognizability=None, cancel=None) -> Generation:
     """n sketches of `class_name` (None or "any": unconditional), or one per entry of a list of class names,
     all in one batch. sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t)
     curve), "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps). Guidance applies inside `guidance_interval`
-    (timesteps lo..hi; None: at every step)."""
+    (timesteps lo..hi; None: at every step). `cancel` (a flag or a jobs.Deadline) stops sampling between steps."""
     names = list(class_name) if isinstance(class_name, (list, tuple)) else None
     if names is not None:
         n = len(names)
@@ -53,14 +53,15 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
     if sampler in ("skip", "schedule"):
         h = recognizability or load_recognizability()
         if sampler == "skip":
-            res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed)
+            res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed,
+                              cancel=cancel)
         else:
             res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance,
-                              guidance_interval=guidance_interval, seed=seed)
+                              guidance_interval=guidance_interval, seed=seed, cancel=cancel)
     else:
         schedule = list(range(diff.T - 1, -1, -1)) if sampler == "ddpm" else uniform_timesteps(steps, diff.T)
         res = diff.sample(model, labels, schedule, method=sampler, guidance=guidance,
-                          guidance_interval=guidance_interval, seed=seed)
+                          guidance_interval=guidance_interval, seed=seed, cancel=cancel)
     seconds = time.perf_counter() - start
     scale = model.config.offset_scale
     sketches = [from_fixed(o, p, scale) for o, p in zip(res.offsets.numpy(), res.pen.numpy())]

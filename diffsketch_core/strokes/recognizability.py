@@ -110,7 +110,8 @@ def schedule_from_curve(t: np.ndarray, r: np.ndarray, steps: int, floor: float =
 @torch.no_grad()
 def skip_sample(model: StrokeDenoiser, h: RecognizabilityNet, labels: torch.Tensor, *, threshold: float = 0.2,
                 jump: int = 250, fine: int = 125, guidance: float = 4.0,
-                guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL, seed: int = 0) -> SampleResult:
+                guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL, seed: int = 0,
+                cancel=None) -> SampleResult:
     """Online skipping: jump `jump` steps while the batch's predicted recognizability stays below `threshold`,
     then `fine` steps to the end. h_phi is asked only while jumping (a GRU pass costs ~1.3 ms per sketch here,
     a quarter of an unguided denoiser evaluation), and never when the step lands on the clean data anyway."""
@@ -125,7 +126,7 @@ def skip_sample(model: StrokeDenoiser, h: RecognizabilityNet, labels: torch.Tens
         return max(t - (fine if risen else jump), -1)
 
     return diff.sample(model, labels, [diff.T - 1], guidance=guidance, guidance_interval=guidance_interval, seed=seed,
-                       step_fn=next_t)
+                       step_fn=next_t, cancel=cancel)
 
 
 # ------------------------------------------------------------------ training h_phi

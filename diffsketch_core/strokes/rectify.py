@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError
+from ..jobs import check
 from .classifier import SketchClassifier
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, with_pen
 from .loaders import resolve_class
@@ -217,7 +218,7 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
              seed: int, cfg: float, cfg_interval: tuple[int, int] | None, guidance: float = 0.0,
              perceptual: Perceptual | None = None, target: torch.Tensor | None = None, fit=None,
              known: torch.Tensor | None = None, eta: float | torch.Tensor = 0.0,
-             anchor: torch.Tensor | None = None, resample: int = 1) -> tuple[torch.Tensor, torch.Tensor, int]:
+             anchor: torch.Tensor | None = None, resample: int = 1, cancel=None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """DDIM (stochastic by `eta`, per row or one for all) from x0_start noised to a per-sketch t0 (B,) down to 0 in
     `steps` steps, each row on its own uniform schedule; optional perceptual guidance on x0_hat, `anchor` (B,) pull
     of x0_hat back to x0_start (see `_anchor`) and RePaint re-imposition of `known` points (B, N)."""
@@ -232,6 +233,7 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
     for i in range(n):
         t, t_next = ts[:, i], ts[:, i + 1]
         for u in range(resample):
+            check(cancel)
             with torch.no_grad():
                 eps, logits = diff.guided(model, x, t, labels, diff.guidance_at(t, cfg, cfg_interval))
                 x0 = diff.predict_x0(x, t, eps)
@@ -373,7 +375,7 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
                  class_names: str | None | list[str | None] = None, strength: float | str = "auto",
                  guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0, cfg: float = 4.0,
                  perceptual: str = "lpips", cfg_interval: tuple[int, int] | None = RECTIFY_CFG_INTERVAL,
-                 eta: float | str = RECTIFY_ETA) -> list[RectifyResult]:
+                 eta: float | str = RECTIFY_ETA, cancel=None) -> list[RectifyResult]:
     """Rectify several rough sketches in one batch (what the benchmark and a multi-sketch upload need).
     strength in (0, 1] (t0 = strength * T), or "auto" (from the classifier's confidence, see `_strengths`).
     eta: the sampler's stochasticity in [0, 1], or "strength" (each sketch's own strength, see RECTIFY_ETA)."""
@@ -401,23 +403,25 @@ def rectify_many(sources: list, model: StrokeDenoiser, classifier: SketchClassif
     w = ANCHOR[0] * np.clip(1 - strengths / ANCHOR[1], 0, 1)
     anchor = torch.from_numpy(w).float() if (w > 0).any() else None
     x, logits, nfe = _denoise(model, x0, torch.tensor(labels), t0, steps, seed, cfg, cfg_interval, guidance, perc,
-                              target, fit, eta=etas, anchor=anchor)
+                              target, fit, eta=etas, anchor=anchor, cancel=cancel)
     return _finish(model, classifier, preps, probs, labels, notes, x, logits.argmax(-1).numpy(), nfe,
                    time.perf_counter() - start)
 
 
 def rectify(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
             strength: float | str = "auto", guidance: float = 1.0, steps: int = RECTIFY_STEPS, seed: int = 0,
-            cfg: float = 4.0, perceptual: str = "lpips", eta: float | str = RECTIFY_ETA) -> RectifyResult:
-    """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class."""
+            cfg: float = 4.0, perceptual: str = "lpips", eta: float | str = RECTIFY_ETA,
+            cancel=None) -> RectifyResult:
+    """Pull a rough sketch (polylines, stroke-3 or raster) toward a clean one of its class. `cancel` (a flag or a
+    jobs.Deadline) stops it between denoising steps with JobStopped."""
     return rectify_many([source], model, classifier, [class_name], strength, guidance, steps, seed, cfg,
-                        perceptual, eta=eta)[0]
+                        perceptual, eta=eta, cancel=cancel)[0]
 
 
 def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier | None = None,
               class_names: str | None | list[str | None] = None, steps: int = HEAL_STEPS, seed: int = 0,
               cfg: float = 4.0, cfg_interval: tuple[int, int] | None = HEAL_CFG_INTERVAL,
-              resample: int = HEAL_RESAMPLE) -> list[RectifyResult]:
+              resample: int = HEAL_RESAMPLE, cancel=None) -> list[RectifyResult]:
     """Complete incomplete sketches: their points are kept exactly (simplified first when they would fill more
     than HEAL_KNOWN of the model's length), the model draws what is missing after them."""
     if not sources:
@@ -429,7 +433,7 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
     known = torch.arange(n_max)[None] < torch.tensor([p.n for p in preps])[:, None]
     t0 = torch.full((len(preps),), model.config.num_train_timesteps - 1)
     x, logits, nfe = _denoise(model, with_pen(model, offsets, pen), torch.tensor(labels), t0, steps, seed, cfg,
-                              cfg_interval, known=known, resample=resample)
+                              cfg_interval, known=known, resample=resample, cancel=cancel)
     pen_out = logits.argmax(-1).numpy()
     for i, p in enumerate(preps):
         pen_out[i, :p.n] = p.pen[:p.n]  # the known strokes stay as drawn; new strokes start with a pen-up move
@@ -438,6 +442,6 @@ def heal_many(sources: list, model: StrokeDenoiser, classifier: SketchClassifier
 
 
 def heal(source, model: StrokeDenoiser, classifier: SketchClassifier | None = None, class_name: str | None = None,
-         steps: int = HEAL_STEPS, seed: int = 0, cfg: float = 4.0) -> RectifyResult:
+         steps: int = HEAL_STEPS, seed: int = 0, cfg: float = 4.0, cancel=None) -> RectifyResult:
     """Complete an incomplete sketch: its points are kept exactly, the model draws what is missing after them."""
-    return heal_many([source], model, classifier, [class_name], steps, seed, cfg)[0]
+    return heal_many([source], model, classifier, [class_name], steps, seed, cfg, cancel=cancel)[0]
