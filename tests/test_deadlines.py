@@ -65,3 +65,29 @@ def test_rectify_and_draw_stop_at_their_budget_with_a_sentence(monkeypatch):
     monkeypatch.setitem(rectify.REQUEST_SECONDS, "rectify", 20)  # with its real budget it answers
     _, after, *_ = rectify.rectify_sketch(SQUARE, None, "auto", "rectify", 0.3, 0.3, 0, True, request=req)
     assert after.endswith(".png")
+
+
+def test_a_closed_session_stops_its_running_jobs():
+    """demo.unload (the page closed) sets the flag of every job that session still runs; other sessions go on."""
+    mine, other = SimpleNamespace(session_hash="leaving"), SimpleNamespace(session_hash="staying")
+    with common.while_connected(mine) as a, common.while_connected(mine) as b, common.while_connected(other) as c:
+        assert a is b and not a.is_set()
+        common.cleanup(mine)
+        assert a.is_set() and not c.is_set()
+        with pytest.raises(JobStopped, match="Rectify was stopped"):
+            check(Deadline(60, "Rectify", also=a))
+    assert "leaving" not in common._CONNECTED and "staying" not in common._CONNECTED  # entries live only while used
+
+
+@pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")
+def test_rectify_stops_when_its_page_closes_mid_job(monkeypatch):
+    req = SimpleNamespace(session_hash="closing")
+    real = rectify.rectify
+
+    def close_then_rectify(*args, **kwargs):  # the page closes once the job has started
+        common.cleanup(req)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rectify, "rectify", close_then_rectify)
+    with pytest.raises(gr.Error, match="Rectify was stopped"):
+        rectify.rectify_sketch(SQUARE, None, "auto", "rectify", 0.3, 0.3, 0, True, request=req)

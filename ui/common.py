@@ -4,6 +4,7 @@ sweep that removes the files requests leave behind."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -140,10 +141,39 @@ def start_sweeper(every: float | None = None) -> None:
     _SWEEPER[0].start()
 
 
+# Flags of the short jobs (Rectify, Draw strokes) running for each browser session, set when the session's page
+# closes (demo.unload), so a job nobody waits for any more stops at its next step. Counted: one session may run
+# several jobs at once, and the entry lives only while one of them does.
+_CONNECTED: dict[str, tuple[threading.Event, int]] = {}
+_CONNECTED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def while_connected(request: gr.Request | None):
+    """A flag, for the length of a job, that is set when this browser session goes away."""
+    key = session(request)
+    with _CONNECTED_LOCK:
+        flag, users = _CONNECTED.get(key, (threading.Event(), 0))
+        _CONNECTED[key] = (flag, users + 1)
+    try:
+        yield flag
+    finally:
+        with _CONNECTED_LOCK:
+            flag, users = _CONNECTED[key]
+            if users <= 1:
+                del _CONNECTED[key]
+            else:
+                _CONNECTED[key] = (flag, users - 1)
+
+
 def cleanup(request: gr.Request) -> None:
     flag = RUNNING.pop(session(request), None)
     if flag is not None:
         flag.set()
+    with _CONNECTED_LOCK:
+        live = _CONNECTED.get(session(request))
+    if live is not None:
+        live[0].set()
     shutil.rmtree(WORK / session(request), ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ from diffsketch_core.strokes.rectify import heal, rectify
 
 from . import canvas as canvas_component
 from .common import (as_choice, as_float, as_seed, fail, output_dir, received, stroke_classes, stroke_classifier,
-                     svg_grid)
+                     svg_grid, while_connected)
 
 GUIDANCE_LABEL = "Guidance (how much it keeps your lines)"
 
@@ -53,12 +53,13 @@ def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, se
     source = _rough_input(canvas_json, upload)
     model, clf = stroke_loaders.load_stroke_model(), stroke_classifier()
     name = None if class_name == "auto" else class_name
-    budget = Deadline(REQUEST_SECONDS["rectify"], "Heal" if mode == "heal" else "Rectify")
     try:
-        if mode == "heal":
-            res = heal(source, model, clf, name, seed=seed, cancel=budget)
-        else:
-            res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed, cancel=budget)
+        with while_connected(request) as left:
+            budget = Deadline(REQUEST_SECONDS["rectify"], "Heal" if mode == "heal" else "Rectify", also=left)
+            if mode == "heal":
+                res = heal(source, model, clf, name, seed=seed, cancel=budget)
+            else:
+                res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed, cancel=budget)
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches([res.rough, res.sketch], output_dir(request, "rectify"), stem="rectify", same_frame=True)

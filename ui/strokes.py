@@ -10,7 +10,8 @@ from diffsketch_core.jobs import Deadline
 from diffsketch_core.strokes.export import export as export_sketches
 from diffsketch_core.strokes.generate import generate
 
-from .common import SKIP_READY, as_choice, as_int, as_seed, fail, output_dir, stroke_classes, svg_grid
+from .common import (SKIP_READY, as_choice, as_int, as_seed, fail, output_dir, stroke_classes, svg_grid,
+                     while_connected)
 
 MAX_COUNT = 16
 
@@ -28,8 +29,9 @@ def draw_strokes(class_name: str, count: float, sampler: str, seed: float, reque
         raise gr.Error(f"The full sampler (1000 steps) draws at most {MAX_DDPM_SKETCHES} sketches per request here; "
                        "ask for fewer or choose a faster sampler.")
     try:
-        gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed),
-                       cancel=Deadline(REQUEST_SECONDS["draw_strokes"], "Drawing"))
+        with while_connected(request) as left:
+            gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed),
+                           cancel=Deadline(REQUEST_SECONDS["draw_strokes"], "Drawing", also=left))
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches(gen.sketches, output_dir(request, "strokes"), stem=class_name)
