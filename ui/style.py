@@ -154,7 +154,7 @@ def _plan(iterations: int, source: str, per_iteration: float | None = None, tech
 
 def gpu_estimate(iterations, source) -> str:
     """What a training of this many iterations asks of a ZeroGPU Space, said before it starts."""
-    if source is None:
+    if source is None or cnn_style.is_cnn(source):
         return ""
     try:
         iterations = common.as_int(iterations, "Iterations", 1, 100_000)
