@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - spaces is in requirements.txt
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 WORK = Path(tempfile.gettempdir()) / "diffsketch-studio"
-EXTRACTOR_LABELS = {"fast": "Fast (HED student, ~0.2 s)",
+EXTRACTOR_LABELS = {"fast": "Fast (HED student, under 0.5 s)",
                     "hed": "HED (soft, detailed)", "pidinet": "PiDiNet (clean contours)",
                     "xdog": "XDoG (tonal, DiffSketch's setting)", "canny": "Canny (thin, hard edges)"}
 DEMO_BANNER = ("**Demo backbone** — tiny Stable-Diffusion-shaped model with *random weights*. Everything runs end "
