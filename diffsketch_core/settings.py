@@ -47,3 +47,14 @@ def controlnet_model() -> str | None:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_hub_id(source: str) -> bool:
+    """'owner/name', not a path (a path that does not exist is an error, not a hub id)."""
+    return source.count("/") == 1 and not source.startswith((".", "/", "~"))
+
+
+def load_failure(exc: Exception, from_hub: bool) -> str:
+    """Why a hub or folder load failed, for a "... is not available: <why>" message."""
+    offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if from_hub and hub_offline() else ""
+    return f"{type(exc).__name__}{offline}"

@@ -1,6 +1,8 @@
 """Offline, single-threaded, pointed at ../shared/weights (present locally and in CI)."""
 
+import contextlib
 import os
+import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,22 @@ def tiny_backbone():
     return load_backbone("tiny", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def pair():
+    """A one-shot training pair: a 128x128 photo of a house and the sun, and its line sketch."""
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", (128, 128), (200, 210, 230))
+    d = ImageDraw.Draw(photo)
+    d.rectangle([30, 30, 90, 100], fill=(90, 60, 40))
+    d.ellipse([60, 10, 120, 60], fill=(240, 200, 40))
+    sketch = Image.new("L", (128, 128), 255)
+    d = ImageDraw.Draw(sketch)
+    d.rectangle([30, 30, 90, 100], outline=0, width=2)
+    d.ellipse([60, 10, 120, 60], outline=0, width=2)
+    return photo, sketch
+
+
 @pytest.fixture
 def shapes_image():
     """A 128x96 photo-like test card: white paper, a black rectangle and a grey disc."""
@@ -51,3 +69,22 @@ def photo_path():
 
 def ink_mask(sketch, threshold=200):
     return np.asarray(sketch.convert("L")) < threshold
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched_app():
+    """The app served on a free loopback port while the block runs; yields its URL (no trailing slash)."""
+    import app
+
+    port = free_port()
+    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.demo.close()

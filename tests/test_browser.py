@@ -3,13 +3,12 @@ Python client against the launched server. Screenshots land in test-artifacts/ f
 
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import ROOT, requires_shared
+from conftest import ROOT, launched_app, requires_shared
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -19,20 +18,10 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-component-update", "--disable-sync", "--disable-quic"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    import app
-
-    port = _free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
+    with launched_app() as url:
+        yield url + "/"
 
 
 @pytest.fixture(scope="module")

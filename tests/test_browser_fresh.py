@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import ROOT
-from test_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM, _free_port, _upload
+from conftest import ROOT, free_port
+from test_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM, _upload
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser,
 @pytest.fixture(scope="module")
 def fresh_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("fresh-home")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFSKETCH_", "HF_", "TORCH_"))}
     env.update(HOME=str(home), HF_HOME=str(home / "hf"), TORCH_HOME=str(home / "torch"), HF_HUB_OFFLINE="1",
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
@@ -84,9 +84,14 @@ def test_every_tab_first_click_works_or_names_the_setting(fresh_page):
     page.get_by_role("tab", name="Photo -> Sketch").click()
     page.get_by_role("button", name="Sketch photos").click()
     _toast_says(page, "DIFFSKETCH_SD_MODEL")
+    page.get_by_role("tab", name="Sketch -> Picture").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    _toast_says(page, "DIFFSKETCH_SD_MODEL")
     if page.get_by_role("tab", name="Draw strokes").count():
         page.get_by_role("tab", name="Draw strokes").click()
         page.get_by_role("button", name="Draw", exact=True).click()
         page.get_by_text("network evaluations per sketch").wait_for(timeout=120_000)
         page.get_by_role("tab", name="Rectify").click()
         page.locator("#rectify-guidance").get_by_text("LPIPS is not available").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Rectify", exact=True).click()  # nothing drawn yet
+        _toast_says(page, "draw something first")

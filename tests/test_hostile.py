@@ -4,7 +4,6 @@ the launched app (gradio_client and plain REST, loopback only), each followed by
 
 import json
 import resource
-import socket
 import time
 import zipfile
 from types import SimpleNamespace
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from conftest import launched_app
 from test_app import uploaded
 from test_images import png_header
 
@@ -298,20 +298,10 @@ def test_the_sweep_removes_request_outputs_and_abandoned_sessions_only():
 
 # ---------------------------------------------------------------- through the launched app
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    import app
-
-    port = _free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}"
-    app.demo.close()
+    with launched_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -29,19 +29,6 @@ def prior(tiny_backbone):
     return fit_prior(tiny_backbone, read_captions()[:60], n_components=8)
 
 
-@pytest.fixture(scope="module")
-def pair():
-    photo = Image.new("RGB", (128, 128), (200, 210, 230))
-    d = ImageDraw.Draw(photo)
-    d.rectangle([30, 30, 90, 100], fill=(90, 60, 40))
-    d.ellipse([60, 10, 120, 60], fill=(240, 200, 40))
-    sketch = Image.new("L", (128, 128), 255)
-    d = ImageDraw.Draw(sketch)
-    d.rectangle([30, 30, 90, 100], outline=0, width=2)
-    d.ellipse([60, 10, 120, 60], outline=0, width=2)
-    return photo, sketch
-
-
 def make_trainer(bb, pair, prior, caption="a house and the sun", **cfg):
     return OneShotTrainer(bb, pair[0], pair[1], caption, TrainConfig(**(FAST | cfg)), clip=tiny_clip(),
                           lpips_model=None, prior=prior)

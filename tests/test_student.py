@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import ROOT, ink_mask
+from test_app import req, uploaded
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.extractors import extract_sketch, needs, ready_methods
 from diffsketch_core.extractors import student as fast
@@ -233,24 +234,6 @@ def test_style_student_attaches_and_a_wrong_shape_is_refused(tmp_path):
 # ---- the app: Classic's default, Photo -> Sketch's Fast switch, the Style tab's Distil step, style zips
 
 
-def _req(name):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(session_hash=name)
-
-
-def _uploaded(path) -> str:
-    import shutil
-    import uuid
-
-    import gradio as gr
-
-    target = Path(gr.utils.get_upload_folder()) / "test-uploads" / uuid.uuid4().hex / Path(path).name
-    target.parent.mkdir(parents=True)
-    shutil.copy(path, target)
-    return str(target)
-
-
 @pytest.mark.skipif(fast.needs() is not None, reason="shipped student not present")
 def test_classic_opens_on_fast_when_no_other_weights(tmp_path, monkeypatch, shapes_image):
     from ui import classic
@@ -259,7 +242,7 @@ def test_classic_opens_on_fast_when_no_other_weights(tmp_path, monkeypatch, shap
     choices, default = classic.method_choices()
     assert default == "fast" and ("Fast (HED student, under 0.5 s)", "fast") in choices
     shapes_image.save(tmp_path / "p.png")
-    shown, _, info = classic.classic_sketch(_uploaded(tmp_path / "p.png"), "fast", _req("fresh"))
+    shown, _, info = classic.classic_sketch(uploaded(tmp_path / "p.png"), "fast", req("fresh"))
     assert Image.open(shown).size == shapes_image.size and info.startswith("Fast")
 
 
@@ -291,11 +274,11 @@ def demo_style(tmp_path_factory):
     photos = []
     for i in range(3):
         _photo(i, (96, 80)).save(d / f"p{i}.png")
-        photos.append(_uploaded(d / f"p{i}.png"))
+        photos.append(uploaded(d / f"p{i}.png"))
     sketch = Image.new("L", (96, 80), 255)
     ImageDraw.Draw(sketch).rectangle([20, 20, 60, 60], outline=0, width=2)
     sketch.save(d / "s.png")
-    trained = list(style_tab.train_style(photos[0], _uploaded(d / "s.png"), "boxes", 2, "tiny", _req("demo")))
+    trained = list(style_tab.train_style(photos[0], uploaded(d / "s.png"), "boxes", 2, "tiny", req("demo")))
     return trained[-1][4], photos
 
 
@@ -312,9 +295,9 @@ def test_distil_a_demo_style_and_use_its_student_in_photo_to_sketch(demo_style, 
 
     style_dir, photos = _copy_style(demo_style, tmp_path)
     with pytest.raises(gr.Error, match="no student yet"):
-        photo.photos_to_sketches(photos[:1], "Same as photo", 0, 0, False, style_dir, None, _req("dis"), fast=True)
+        photo.photos_to_sketches(photos[:1], "Same as photo", 0, 0, False, style_dir, None, req("dis"), fast=True)
     assert "3 photo(s)" in style_tab.distil_estimate(photos, 10)
-    outs = list(style_tab.distil_style(photos, 10, style_dir, "tiny", _req("dis")))
+    outs = list(style_tab.distil_style(photos, 10, style_dir, "tiny", req("dis")))
     assert any("Style sketches of the photos: 1/3" in o[0] for o in outs)
     assert any("Training the student: step" in o[0] and "s left" in o[0] for o in outs)
     status, zipped, state = outs[-1]
@@ -324,10 +307,10 @@ def test_distil_a_demo_style_and_use_its_student_in_photo_to_sketch(demo_style, 
     assert "student/diffusion_pytorch_model.safetensors" in zipfile.ZipFile(zipped).namelist()
     # Fast switch: the style's student, no backbone loaded (source None)
     gallery, _, note = photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None,
-                                                _req("dis"), fast=True)
+                                                req("dis"), fast=True)
     assert len(gallery) == 3 and Image.open(gallery[0]).size == (96, 80)
     with pytest.raises(gr.Error):  # without the switch the backbone is still required
-        photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None, _req("dis"))
+        photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None, req("dis"))
 
 
 def test_distil_stop_keeps_no_half_student(demo_style, tmp_path):
@@ -335,9 +318,9 @@ def test_distil_stop_keeps_no_half_student(demo_style, tmp_path):
     from ui.common import RUNNING
 
     style_dir, photos = _copy_style(demo_style, tmp_path)
-    gen = style_tab.distil_style(photos[:1], 200, style_dir, "tiny", _req("stop"))
+    gen = style_tab.distil_style(photos[:1], 200, style_dir, "tiny", req("stop"))
     for status, *_ in gen:
         if status.startswith("Training the student"):
-            assert style_tab.stop_distil(_req("stop")).startswith("Stopping")
+            assert style_tab.stop_distil(req("stop")).startswith("Stopping")
     assert status.startswith("Stopped; no student") and not (Path(style_dir) / "student").exists()
     assert "stop/distil" not in RUNNING

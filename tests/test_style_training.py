@@ -20,19 +20,6 @@ FAST = dict(sample_steps=2, gen_batch=2, preview_every=5, timesteps=(61, 501, 94
 
 
 @pytest.fixture(scope="module")
-def pair():
-    photo = Image.new("RGB", (128, 128), (200, 210, 230))
-    d = ImageDraw.Draw(photo)
-    d.rectangle([30, 30, 90, 100], fill=(90, 60, 40))
-    d.ellipse([60, 10, 120, 60], fill=(240, 200, 40))
-    sketch = Image.new("L", (128, 128), 255)
-    d = ImageDraw.Draw(sketch)
-    d.rectangle([30, 30, 90, 100], outline=0, width=2)
-    d.ellipse([60, 10, 120, 60], outline=0, width=2)
-    return photo, sketch
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     import os
     path = tmp_path_factory.mktemp("cache")

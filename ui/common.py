@@ -166,6 +166,16 @@ def while_connected(request: gr.Request | None):
                 _CONNECTED[key] = (flag, users - 1)
 
 
+def stop_job(key: str, nothing: str, stopping: str):
+    """A Stop button: set the running job's cancel flag (RUNNING[key]); say so, or that nothing runs here."""
+    cancel = RUNNING.get(key)
+    if cancel is None:
+        gr.Info(f"Nothing to stop: {nothing}")
+        return gr.skip()
+    cancel.set()
+    return stopping
+
+
 def cleanup(request: gr.Request) -> None:
     flag = RUNNING.pop(session(request), None)
     if flag is not None:

@@ -129,12 +129,7 @@ def _finish(res, notes, request):
 
 
 def stop_pictures(request: gr.Request | None = None):
-    cancel = RUNNING.get(_key(request))
-    if cancel is None:
-        gr.Info("Nothing to stop: no pictures are being made in this tab.")
-        return gr.skip()
-    cancel.set()
-    return "Stopping after the current step..."
+    return common.stop_job(_key(request), "no pictures are being made in this tab.", "Stopping after the current step...")
 
 
 # ---------------------------------------------------------------- hand-over from the stroke tabs

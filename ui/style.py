@@ -262,12 +262,8 @@ def _train(photo, sketch, caption, iterations, source, cancel, request, invert="
 
 
 def stop_training(request: gr.Request | None = None) -> str:
-    cancel = RUNNING.get(session(request))
-    if cancel is None:
-        gr.Info("Nothing to stop: no training is running in this tab.")
-        return gr.skip()
-    cancel.set()
-    return "Stopping after the current iteration..."
+    return common.stop_job(session(request), "no training is running in this tab.",
+                           "Stopping after the current iteration...")
 
 
 def upload_style(file: str | None, source: str | None, request: gr.Request | None = None) -> tuple[str, str]:
@@ -363,12 +359,8 @@ def distil_style(files, steps, style_dir, source, request: gr.Request | None = N
 
 
 def stop_distil(request: gr.Request | None = None) -> str:
-    cancel = RUNNING.get(session(request) + "/distil")
-    if cancel is None:
-        gr.Info("Nothing to stop: no distillation is running in this tab.")
-        return gr.skip()
-    cancel.set()
-    return "Stopping after the current step..."
+    return common.stop_job(session(request) + "/distil", "no distillation is running in this tab.",
+                           "Stopping after the current step...")
 
 
 def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Slider]:

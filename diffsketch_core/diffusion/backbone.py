@@ -169,7 +169,7 @@ def _pretrained_parts(source: str, dtype: torch.dtype):
         if not (local / "unet").is_dir() or not (local / "vae").is_dir():
             raise _missing(source, "the directory has no unet/ and vae/ subfolders (is it a diffusers SD 1.x copy?)")
         where, kw = str(local), {}
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+    elif settings.is_hub_id(source):
         where, kw = source, {"local_files_only": settings.hub_offline()}
     else:
         raise _missing(source, "it is neither a local directory nor a hub id like 'owner/name'")
@@ -180,6 +180,5 @@ def _pretrained_parts(source: str, dtype: torch.dtype):
         tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer", **kw)
         sched_cfg = DDIMScheduler.load_config(where, subfolder="scheduler", **kw)
     except Exception as exc:  # hub/network/filesystem errors come in many types; all mean "not here"
-        offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if kw.get("local_files_only") else ""
-        raise _missing(source, f"{type(exc).__name__}{offline}") from exc
+        raise _missing(source, settings.load_failure(exc, from_hub=bool(kw))) from exc
     return unet, vae, text_encoder, tokenizer, sd_scheduler(sched_cfg)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -63,24 +64,30 @@ def load_controlnet(source: str, backbone: Backbone) -> ControlNetModel:
         if not backbone.is_demo:
             raise _missing(source, "the random test ControlNet only goes with a random (demo) backbone")
         return tiny_controlnet(backbone.unet)
-    local = Path(source).expanduser()
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise _missing(source, "the folder has no config.json (is it a diffusers ControlNet?)")
-        where, kw = str(local), {}
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        where, kw = source, {"local_files_only": settings.hub_offline()}
-    else:
-        raise _missing(source, "it is neither a local folder nor a hub id like 'owner/name'")
-    try:
-        cn = ControlNetModel.from_pretrained(where, torch_dtype=backbone.dtype, **kw)
-    except Exception as exc:  # hub/network/filesystem errors come in many types; all mean "not here"
-        offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if kw.get("local_files_only") else ""
-        raise _missing(source, f"{type(exc).__name__}{offline}") from exc
+    cn = pretrained_controlnet(source, backbone.dtype, _missing)
     if cn.config.cross_attention_dim != backbone.unet.config.cross_attention_dim:
         raise _missing(source, f"it is made for another backbone (text width {cn.config.cross_attention_dim}, "
                                f"the loaded one has {backbone.unet.config.cross_attention_dim})")
     return cn.to(backbone.device).eval().requires_grad_(False)
+
+
+def pretrained_controlnet(source: str, dtype: torch.dtype,
+                          missing: Callable[[str, str], MissingWeightsError]) -> ControlNetModel:
+    """A diffusers ControlNet from a local folder or a hub id; every failure is `missing(source, why)`, so each
+    caller names the setting its users change."""
+    local = Path(source).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise missing(source, "the folder has no config.json (is it a diffusers ControlNet?)")
+        where, kw = str(local), {}
+    elif settings.is_hub_id(source):
+        where, kw = source, {"local_files_only": settings.hub_offline()}
+    else:
+        raise missing(source, "it is neither a local folder nor a hub id like 'owner/name'")
+    try:
+        return ControlNetModel.from_pretrained(where, torch_dtype=dtype, **kw)
+    except Exception as exc:  # hub/network/filesystem errors come in many types; all mean "not here"
+        raise missing(source, settings.load_failure(exc, from_hub=bool(kw))) from exc
 
 
 def control_tensor(edges_img, size: tuple[int, int]) -> torch.Tensor:

@@ -92,14 +92,13 @@ def load_lora(source: str) -> LoRA:
         path = local / WEIGHT_NAME
         if not path.is_file():
             raise _missing(source, f"the folder has no {WEIGHT_NAME}")
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+    elif settings.is_hub_id(source):
         from huggingface_hub import hf_hub_download
 
         try:
             path = Path(hf_hub_download(source, WEIGHT_NAME, local_files_only=settings.hub_offline()))
         except Exception as exc:  # hub/network errors come in many types; all mean "not here"
-            offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if settings.hub_offline() else ""
-            raise _missing(source, f"{type(exc).__name__}{offline}") from exc
+            raise _missing(source, settings.load_failure(exc, from_hub=True)) from exc
     else:
         raise _missing(source, "it is neither a file, a folder nor a hub id like 'owner/name'")
     try:

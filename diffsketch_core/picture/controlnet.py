@@ -8,13 +8,12 @@ to test the wiring and to measure cost with random backbones, and says so (`is_z
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
 from diffusers import ControlNetModel
 
 from .. import settings
 from ..diffusion.backbone import Backbone
+from ..diffusion.controlnet import pretrained_controlnet
 from ..errors import MissingWeightsError
 
 DEFAULT_CONTROLNET = "lllyasviel/control_v11p_sd15_scribble"
@@ -37,7 +36,7 @@ def load_controlnet(backbone: Backbone, source: str | None = None) -> ControlNet
     if source == ZERO_INIT:
         model = ControlNetModel.from_unet(backbone.unet)
     else:
-        model = _pretrained(source, backbone.dtype)
+        model = pretrained_controlnet(source, backbone.dtype, _missing)
         if model.config.cross_attention_dim != backbone.unet.config.cross_attention_dim:
             raise MissingWeightsError(
                 f"ControlNet '{source}' was made for a different Stable Diffusion (cross-attention width "
@@ -54,20 +53,3 @@ def _missing(source: str, why: str) -> MissingWeightsError:
         f"ControlNet '{source}' is not available: {why}. Download a diffusers copy of {DEFAULT_CONTROLNET} (or "
         "lllyasviel/control_v11p_sd15_lineart) on a machine with internet and point "
         f"{settings.CONTROLNET_ENV} (or --controlnet) at its folder, or turn the ControlNet off.")
-
-
-def _pretrained(source: str, dtype: torch.dtype) -> ControlNetModel:
-    local = Path(source).expanduser()
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise _missing(source, "the folder has no config.json (is it a diffusers ControlNet?)")
-        where, kw = str(local), {}
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        where, kw = source, {"local_files_only": settings.hub_offline()}
-    else:
-        raise _missing(source, "it is neither a local folder nor a hub id like 'owner/name'")
-    try:
-        return ControlNetModel.from_pretrained(where, torch_dtype=dtype, **kw)
-    except Exception as exc:  # hub/network/filesystem errors come in many types; all mean "not here"
-        offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if kw.get("local_files_only") else ""
-        raise _missing(source, f"{type(exc).__name__}{offline}") from exc

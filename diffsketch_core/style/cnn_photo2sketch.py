@@ -10,7 +10,6 @@ CLI: python -m diffsketch_core.style.cnn_photo2sketch --style styles/mine photos
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,9 +17,8 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.cnn import VGG16, CNNBackbone, load_cnn_backbone
-from ..errors import BadInputError, DiffSketchError
 from ..images import ImageLike, load_image
-from .photo2sketch import SketchResult, list_photos
+from .photo2sketch import SketchResult, sketch_folder, split_inputs
 from .store import Style, check_compatible, load_style
 
 MAX_SIDE = 1024
@@ -67,26 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if len(args.inputs) < 2:
-        raise BadInputError("give at least one photo (or folder) and an output folder")
-    *sources, out_dir = args.inputs
+    sources, out_dir = split_inputs(args.inputs)
     bb = load_cnn_backbone(args.backbone)
-    model = CNNPhotoToSketch(load_style(args.style, bb), bb)
-    photos = list_photos(sources)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for photo in photos:
-        try:
-            result = model(photo)
-        except DiffSketchError as exc:  # one bad photo does not stop the folder
-            cli.error(f"{photo}: {exc}")
-            failures += 1
-            continue
-        target = out / f"{photo.stem}.png"
-        result.sketch.save(target)
-        print(target)
-    return cli.EXIT_BAD_INPUT if failures else 0
+    return sketch_folder(CNNPhotoToSketch(load_style(args.style, bb), bb), sources, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

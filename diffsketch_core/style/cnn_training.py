@@ -35,7 +35,7 @@ from .augment import AugmentConfig, augment_pair, photometric, view_side
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
 from .sketches import load_sketch
 from .store import Style
-from .training import CancelFlag, TrainEvent
+from .training import CancelFlag, TrainEvent, print_progress
 
 MIN_SIDE = 64
 MIN_INK = 0.002  # fraction of the sheet with clear lines below which there is nothing to learn
@@ -227,19 +227,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _report(e: TrainEvent) -> None:
-    if e.kind in ("preview", "done", "cancelled"):
-        loss = f" loss {e.losses['total']:.4f}" if e.losses else ""
-        cli.progress(e.iteration, e.total, f"{e.kind}{loss}", e.seconds)
-
-
 def _main(args: argparse.Namespace) -> int:
     bb = load_cnn_backbone(args.backbone)
     cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side)
     trainer = CNNOneShotTrainer(bb, args.photo, args.sketch, cfg, unlabeled=args.unlabeled)
     for note in trainer.notes:
         cli.note(note)
-    trainer.run(_report).save(args.out)
+    trainer.run(print_progress).save(args.out)
     print(Path(args.out))
     return 0
 

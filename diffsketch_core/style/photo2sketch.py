@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -106,22 +107,17 @@ def list_photos(paths: list[str]) -> list[Path]:
     return found
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = cli.parser("diffsketch_core.style.photo2sketch", __doc__)
-    p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.training")
-    p.add_argument("--backbone", default=None, help="hub id, local dir or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
-    p.add_argument("--caption", default=None, help="what these photos show (default: the style's own caption)")
-    p.add_argument("--seed", type=int, default=None, help="extraction seed (default: the style's training seed)")
-    p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
-    return p
-
-
-def _main(args: argparse.Namespace) -> int:
-    if len(args.inputs) < 2:
+def split_inputs(inputs: list[str]) -> tuple[list[str], str]:
+    """A photo CLI's positional arguments: photos or folders of photos, then the output folder."""
+    if len(inputs) < 2:
         raise BadInputError("give at least one photo (or folder) and an output folder")
-    *sources, out_dir = args.inputs
-    bb = load_backbone(args.backbone)
-    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed)
+    *sources, out_dir = inputs
+    return sources, out_dir
+
+
+def sketch_folder(model: Callable[[Path], SketchResult], sources: list[str], out_dir: str) -> int:
+    """Sketch every photo of `sources` into out_dir/<name>.png, printing each path; returns the CLI's exit status
+    (2 when some photo failed: one bad photo does not stop the folder)."""
     photos = list_photos(sources)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +133,23 @@ def _main(args: argparse.Namespace) -> int:
         result.sketch.save(target)
         print(target)
     return cli.EXIT_BAD_INPUT if failures else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("diffsketch_core.style.photo2sketch", __doc__)
+    p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.training")
+    p.add_argument("--backbone", default=None, help="hub id, local dir or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
+    p.add_argument("--caption", default=None, help="what these photos show (default: the style's own caption)")
+    p.add_argument("--seed", type=int, default=None, help="extraction seed (default: the style's training seed)")
+    p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
+    sources, out_dir = split_inputs(args.inputs)
+    bb = load_backbone(args.backbone)
+    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed)
+    return sketch_folder(model, sources, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

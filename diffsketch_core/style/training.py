@@ -360,7 +360,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _report(e: TrainEvent) -> None:
+def print_progress(e: TrainEvent) -> None:
+    """A training CLI's progress lines: previews, the end, a Stop."""
     if e.kind in ("preview", "done", "cancelled"):
         loss = f" loss {e.losses['total']:.4f}" if e.losses else ""
         cli.progress(e.iteration, e.total, f"{e.kind}{loss}", e.seconds)
@@ -382,7 +383,7 @@ def _main(args: argparse.Namespace) -> int:
         raise BadInputError(str(exc)) from None
     for note in trainer.notes:
         cli.note(note)
-    trainer.run(_report).save(args.out)
+    trainer.run(print_progress).save(args.out)
     print(args.out)
     return 0
 
