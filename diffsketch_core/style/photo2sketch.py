@@ -21,6 +21,7 @@ from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
 from ..errors import BadInputError, DiffSketchError
 from ..diffusion.features import image_to_tensor
+from ..diffusion.prompts import PromptOptions, Prompts
 from ..images import ImageLike, load_image
 from .store import Style, load_style
 from .extraction import StyleExtraction, bucket_specs
@@ -44,10 +45,12 @@ class PhotoToSketch:
     samples with conditions that start at it and drift through the caption prior; it never saw the unconditional
     embedding as the cond half (an empty caption), so "" is no better a match for an unrelated photo than the
     style's caption, and worse for photos like the example. A per-photo caption (`caption=`, the CLI's --caption,
-    the app's caption box) is the matched condition when the user knows what the photos show."""
+    the app's caption box) is the matched condition when the user knows what the photos show; a `captioner`
+    (diffusion/captioner.py) writes one per photo. The style's prompt options (fine-grained prompt, what the
+    unconditional half is extracted with; diffusion/prompts.py) are applied to whichever caption is used."""
 
     def __init__(self, style: Style, backbone: Backbone, caption: str | None = None, seed: int | None = None,
-                 max_batch: int = 26):
+                 max_batch: int = 26, captioner=None):
         self.style, self.bb = style, backbone
         train_seed = int(style.meta.get("seed", 50)) if seed is None else seed
         self.seed = example_seed(train_seed)
@@ -56,8 +59,25 @@ class PhotoToSketch:
         self.extraction = StyleExtraction(backbone, taps, style.timesteps, buckets, max_batch)
         self.extractor = self.extraction.main
         self.train_seed = train_seed
-        text = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
-        self.cond, self.uncond = backbone.encode_prompt(text), backbone.encode_prompt("")
+        self.caption = caption.strip() if caption and caption.strip() else (style.caption or DEFAULT_CAPTION)
+        self.captioner = captioner
+        try:
+            self.prompts = Prompts(backbone, PromptOptions.from_meta(style.meta.get("prompts")))
+        except ValueError as exc:  # a style.json edited by hand
+            raise BadInputError(f"This style's prompt options are not valid: {exc}") from None
+        self.cond = self.prompts.cond(self.caption)
+        self.uncond = self.prompts.uncond(self.cond)
+
+    def _condition(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The two halves' embeddings for one photo: its own caption when a captioner is set (an empty one falls
+        back to the fixed caption), else the fixed caption's, encoded once."""
+        if self.captioner is None:
+            return self.cond, self.uncond, []
+        text = self.captioner.caption(image)
+        if not text:
+            return self.cond, self.uncond, [f"The captioner said nothing; '{self.caption}' was used."]
+        cond = self.prompts.cond(text)
+        return cond, self.prompts.uncond(cond), [f"Caption: '{text}'"]
 
     @torch.no_grad()
     def __call__(self, photo: ImageLike) -> SketchResult:
@@ -65,12 +85,13 @@ class PhotoToSketch:
         w, h = loaded.image.size
         res = self.style.resolution
         x = image_to_tensor(loaded.image, (res, res)).to(self.bb.device)
-        feats = self.extraction.photo(x, loaded.image, self.cond, self.uncond, self.train_seed)
+        cond, uncond, notes = self._condition(loaded.image)
+        feats = self.extraction.photo(x, loaded.image, cond, uncond, self.train_seed)
         out = self.style.generator(feats)[0, 0].float().clamp(0, 1).cpu().numpy()
         img = Image.fromarray((out * 255).round().astype(np.uint8), "L")
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BICUBIC)
-        return SketchResult(img, loaded.notes)
+        return SketchResult(img, loaded.notes + notes)
 
 
 def finish(sketch: Image.Image, line_weight: int = 0, threshold: float | None = None,
@@ -141,14 +162,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=None, help="hub id, local dir or 'tiny' (default $DIFFSKETCH_SD_MODEL)")
     p.add_argument("--caption", default=None, help="what these photos show (default: the style's own caption)")
     p.add_argument("--seed", type=int, default=None, help="extraction seed (default: the style's training seed)")
+    p.add_argument("--caption-each", action="store_true",
+                   help="caption every photo with the captioner (--captioner or $DIFFSKETCH_CAPTIONER) instead of "
+                        "using one caption for all")
+    p.add_argument("--captioner", default=None, help="image-captioning model, hub id or folder (with --caption-each)")
     p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
     return p
 
 
 def _main(args: argparse.Namespace) -> int:
     sources, out_dir = split_inputs(args.inputs)
+    captioner = None
+    if args.caption_each:  # before the backbone: a missing captioner is said at once
+        from ..diffusion.captioner import captioner_model, load_captioner
+
+        source = (args.captioner or "").strip() or captioner_model()
+        if not source:
+            raise BadInputError("--caption-each needs a captioner: --captioner or $DIFFSKETCH_CAPTIONER.")
+        captioner = load_captioner(source)
     bb = load_backbone(args.backbone)
-    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed)
+    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed, captioner=captioner)
     return sketch_folder(model, sources, out_dir)
 
 

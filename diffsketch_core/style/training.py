@@ -30,6 +30,7 @@ from .extraction import StyleExtraction, bucket_specs, load_control, load_lora_s
 from .conditions import CDSTConditions, ConditionPrior, prior_for
 from ..errors import BadInputError
 from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, UNetFeatures, VAEFeatures, image_to_tensor
+from ..diffusion.prompts import PromptOptions, Prompts, UNCOND_CHOICES
 from .generator import SketchGenerator, generator_for
 from ..images import ImageLike, load_image
 from ..perceptual import ClipImageEncoder, load_clip, load_lpips
@@ -82,6 +83,10 @@ class TrainConfig:
     # separate sources mixed by learned per-channel weight assigners, instead of one extraction with all at once
     amalgamate: bool = False
     extra_seeds: int = 0
+    # GATE's fine-grained prompts (diffusion/prompts.py): quality tags after the caption, and what the unconditional
+    # half of the features is extracted with ("empty", "tags" or "prompt"); recorded, so inference does the same
+    fine_grained: bool = False
+    uncond_prompt: str = "empty"
 
 
 @dataclass
@@ -121,6 +126,13 @@ def lora_spec(cfg: TrainConfig) -> dict | None:
 
 def buckets_of(cfg: TrainConfig) -> list[dict]:
     return bucket_specs(control_spec(cfg), lora_spec(cfg), cfg.amalgamate, cfg.extra_seeds)
+
+
+def prompt_options(cfg: TrainConfig) -> PromptOptions:
+    try:
+        return PromptOptions(cfg.fine_grained, cfg.uncond_prompt)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
 
 
 def example_seed(seed: int) -> int:
@@ -167,10 +179,11 @@ class OneShotTrainer:
         self.extraction = StyleExtraction(backbone, self.generator.config.unet_taps, self.cfg.timesteps, self.buckets,
                                           self.cfg.max_batch)
         self.extractor = self.extraction.main
-        self.uncond = backbone.encode_prompt("")
-        self.example_cond = backbone.encode_prompt(self.caption)
-        self.example = self.extraction.photo(self.photo, loaded.image, self.example_cond, self.uncond, self.cfg.seed,
-                                             EXAMPLE_STREAM)
+        self.uncond = backbone.encode_prompt("")  # CFG's unconditional half when drawing the CDST images
+        self.prompts = Prompts(backbone, prompt_options(self.cfg))  # the texts the features are extracted with
+        self.example_cond = self.prompts.cond(self.caption)
+        self.example = self.extraction.photo(self.photo, loaded.image, self.example_cond,
+                                             self.prompts.uncond(self.example_cond), self.cfg.seed, EXAMPLE_STREAM)
         self.clip = (clip or load_clip(device=dev)).to(dev)
         if self.cfg.weights.lpips > 0 and lpips_model is None:
             lpips_model = load_lpips(dev)
@@ -198,7 +211,7 @@ class OneShotTrainer:
         latent = self.res // self.bb.vae_scale_factor
         z0 = ddim_sample(self.bb, cond, self.uncond, steps=self.cfg.sample_steps, guidance=self.cfg.guidance,
                          seed=stream_seed(self.cfg.seed, XT_STREAM, first), latent_hw=(latent, latent))
-        bundle = self.extraction.samples(z0, cond, self.uncond, self.cfg.seed, SAMPLE_STREAM, first)
+        bundle = self.extraction.samples(z0, cond, self.prompts.uncond(cond), self.cfg.seed, SAMPLE_STREAM, first)
         self._queue = [_slice(bundle, k) for k in range(self.iteration - first, n)]
 
     def step(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
@@ -270,7 +283,7 @@ class OneShotTrainer:
         # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
                 "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg),
-                "lora": lora_spec(self.cfg), "buckets": self.buckets}
+                "lora": lora_spec(self.cfg), "buckets": self.buckets, "prompts": self.prompts.options.to_meta()}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -357,6 +370,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-seeds", type=int, default=0, help="with --amalgamate: more plain sources, other noise")
     p.add_argument("--control-steps", type=int, default=0,
                    help="GATE's recipe: ControlNet-guided denoising steps from t + N to t before extracting")
+    p.add_argument("--fine-grained", action="store_true",
+                   help="GATE's fine-grained prompt: the caption + quality tags ('high quality, best quality, ...')")
+    p.add_argument("--uncond-prompt", choices=UNCOND_CHOICES, default="empty",
+                   help="what the unconditional half of the features is extracted with: empty (DiffSketch), tags "
+                        "(the quality tags alone) or prompt (the cond half's prompt, GATE literally)")
+    p.add_argument("--captioner", default=None,
+                   help="an image-captioning model (hub id or folder, default $DIFFSKETCH_CAPTIONER) that writes the "
+                        "caption when --caption is empty")
     return p
 
 
@@ -367,17 +388,34 @@ def print_progress(e: TrainEvent) -> None:
         cli.progress(e.iteration, e.total, f"{e.kind}{loss}", e.seconds)
 
 
+def caption_photo(photo: ImageLike, captioner: str | None = None) -> str:
+    """The caption a captioner writes for the photo (`captioner`, else $DIFFSKETCH_CAPTIONER); "" when none is
+    named: a captioner is never loaded, nor downloaded, unless the user asks for one."""
+    from ..diffusion.captioner import captioner_model, load_captioner
+
+    source = (captioner or "").strip() or captioner_model()
+    if not source:
+        return ""
+    return load_captioner(source).caption(load_image(photo).image)
+
+
 def _main(args: argparse.Namespace) -> int:
+    caption = args.caption.strip()
+    if not caption:
+        caption = caption_photo(args.photo, args.captioner)
+        if caption:
+            cli.note(f"Caption from the captioner: '{caption}'")
     bb = load_backbone(args.backbone)
     cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
                       resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
                       seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
                       control_scale=args.control_scale, control_steps=args.control_steps, lora=args.lora,
-                      lora_scale=args.lora_scale, amalgamate=args.amalgamate, extra_seeds=args.extra_seeds, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      lora_scale=args.lora_scale, amalgamate=args.amalgamate, extra_seeds=args.extra_seeds,
+                      fine_grained=args.fine_grained, uncond_prompt=args.uncond_prompt, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
     try:
-        trainer = OneShotTrainer(bb, args.photo, args.sketch, args.caption, cfg, clip=load_clip(args.clip, bb.device),
+        trainer = OneShotTrainer(bb, args.photo, args.sketch, caption, cfg, clip=load_clip(args.clip, bb.device),
                                  invert=args.invert)
     except ValueError as exc:  # an unknown tap name or kind
         raise BadInputError(str(exc)) from None
