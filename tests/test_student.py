@@ -189,6 +189,31 @@ def test_cli_says_what_is_wrong(tmp_path, photo_folder, capsys):
     assert "too small" in capsys.readouterr().err
 
 
+def test_init_from_warm_starts_a_new_run_from_an_export(photo_folder, tmp_path, capsys):
+    common = ["--photos", str(photo_folder), "--teacher", "xdog", "--cache", str(tmp_path / "cache"), "--batch", "4",
+              "--crop", "32", "--lpips", "0", "--lr", "3e-3", "--threads", "1"]
+    first = tmp_path / "first"
+    assert distill.main([*common, "--widths", "8,16", "--blocks", "0,1", "--steps", "40", "--run-dir",
+                         str(tmp_path / "run1"), "--out", str(first)]) == 0
+    # the new run starts from the export's weights and architecture (no --widths given), not from random ones
+    model, cfg = distill.initial_student(tmp_path / "fresh", distill.TrainConfig(init_from=str(first)))
+    assert (cfg.widths, cfg.blocks) == ((8, 16), (0, 1))
+    for a, b in zip(model.parameters(), load_student(first).parameters()):
+        assert a.requires_grad and torch.equal(a, b)
+    assert distill.main([*common, "--init-from", str(first), "--steps", "3", "--run-dir", str(tmp_path / "run2"),
+                         "--out", str(tmp_path / "second")]) == 0
+    run1, run2 = (json.loads((tmp_path / r / "state.json").read_text()) for r in ("run1", "run2"))
+    assert run2["step"] == 3 and run2["config"]["init_from"] == str(first)  # a fresh schedule: steps count from 0
+    assert run2["history"][0]["loss"] < 0.8 * run1["history"][0]["loss"]  # it begins where the first run ended
+    rec = json.loads((tmp_path / "second" / "training.json").read_text())
+    assert rec["warm_start"]["from"] == str(first) and rec["warm_start"]["steps"] == 40
+    capsys.readouterr()
+    assert distill.main([*common, "--init-from", str(first), "--widths", "8,16", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "drop --widths" in capsys.readouterr().err
+    assert distill.main([*common, "--init-from", str(photo_folder), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "not a student folder" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(fast.needs() is not None, reason="shipped student not present")
 def test_shipped_student_is_the_fast_extractor(shapes_image):
     assert needs("fast") is None and "fast" in ready_methods()

@@ -17,6 +17,9 @@ CLI (one process, or e.g. `accelerate launch --num_processes 8 -m diffsketch_cor
 
     python -m diffsketch_core.style.distill --photos photos/ --teacher hed --cache cache/ --run-dir runs/student \
         --sizes native,512x512 --steps 2000 --crop 256 --batch 8 --out checkpoints/student_hed
+
+`--init-from checkpoints/student_hed` warm-starts a new run from a saved student (its weights and architecture,
+a fresh optimiser and LR schedule), so a longer distillation continues from the shipped weights.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .. import cli
 from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError
 from ..images import load_image
-from ..extractors.student import SketchStudent
+from ..extractors.student import SketchStudent, load_student
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 Teacher = Callable[[Image.Image], np.ndarray]  # RGB photo -> ink (H, W) float 0..1, 1 = line
@@ -264,6 +267,7 @@ class TrainConfig:
     blocks: tuple[int, ...] = (0, 1, 2, 3)
     head: int = 16
     minutes: float = 0.0    # > 0: after a short calibration, cut `steps` to what fits in this wall-clock budget
+    init_from: str | None = None  # a saved student folder: a new run starts from its weights and architecture
 
 
 class PairSource:
@@ -380,8 +384,7 @@ def train_student(cache: str | Path, run: str | Path, cfg: TrainConfig, on_event
         from dataclasses import replace
 
         cfg = replace(cfg, crop=max(16, smallest))
-    torch.manual_seed(cfg.seed)  # same initial weights on every process
-    model = SketchStudent(widths=cfg.widths, blocks=cfg.blocks, head=cfg.head)
+    model, cfg = initial_student(run, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     meta = load_state(run, model, opt) or {"step": 0, "history": [], "seconds": 0.0}
     if "calibrated_at" in meta:  # a resumed budgeted run keeps the step count it chose
@@ -445,6 +448,27 @@ def train_student(cache: str | Path, run: str | Path, cfg: TrainConfig, on_event
 
 
 CALIBRATION_STEPS = 20
+
+
+def initial_student(run: Path, cfg: TrainConfig) -> tuple[SketchStudent, TrainConfig]:
+    """The model a run starts from, and cfg with its architecture. A run with saved state keeps the architecture
+    it was saved with (its weights are loaded next); a new run with `init_from` takes that student's weights and
+    architecture, with a fresh optimiser and LR schedule (a warm start, not a resume); else random weights from
+    the seed (the same on every process)."""
+    from dataclasses import replace
+
+    state = run / "state.json"
+    if state.is_file():
+        saved = json.loads(state.read_text())["config"]
+        cfg = replace(cfg, widths=tuple(saved["widths"]), blocks=tuple(saved["blocks"]), head=int(saved["head"]),
+                      init_from=saved.get("init_from"))
+    elif cfg.init_from:
+        model = load_student(cfg.init_from).train().requires_grad_(True)
+        c = model.config
+        return model, replace(cfg, widths=tuple(int(w) for w in c.widths), blocks=tuple(int(b) for b in c.blocks),
+                              head=int(c.head))
+    torch.manual_seed(cfg.seed)
+    return SketchStudent(widths=cfg.widths, blocks=cfg.blocks, head=cfg.head), cfg
 
 
 def _fit_steps(cfg: TrainConfig, step: int, spent_s: float, step_s: float, acc) -> TrainConfig:
@@ -525,8 +549,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--edge", type=float, default=0.0, help="ink-weighted L1 weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--widths", default="16,32,64,128")
-    p.add_argument("--blocks", default="0,1,2,3")
+    p.add_argument("--widths", default=None, help="channels per level (default 16,32,64,128)")
+    p.add_argument("--blocks", default=None, help="residual blocks per level (default 0,1,2,3)")
+    p.add_argument("--init-from", default=None,
+                   help="warm-start a new run from a saved student (e.g. checkpoints/student_hed): its weights and "
+                        "architecture, a fresh LR schedule; ignored when --run-dir already holds a run")
     return p
 
 
@@ -535,6 +562,7 @@ def _main(args: argparse.Namespace) -> int:
 
     found = scan_photos(args.photos)
     sizes = parse_sizes(args.sizes)
+    warm = _warm_start_record(args)  # checked before the (long) cache stage
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if acc.is_main_process and found.skipped:
         cli.note(f"{len(found.skipped)} files skipped: " + "; ".join(found.skipped[:5]))
@@ -556,8 +584,9 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
                       lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed, save_every=args.save_every,
-                      widths=tuple(int(v) for v in args.widths.split(",")),
-                      blocks=tuple(int(v) for v in args.blocks.split(",")))
+                      widths=tuple(int(v) for v in (args.widths or "16,32,64,128").split(",")),
+                      blocks=tuple(int(v) for v in (args.blocks or "0,1,2,3").split(",")),
+                      init_from=args.init_from)
 
     def train_event(e: dict) -> None:
         if acc.is_main_process:
@@ -570,11 +599,26 @@ def _main(args: argparse.Namespace) -> int:
         rec = {"teacher": args.teacher, "photos": str(args.photos), "sizes": args.sizes,
                "pairs": meta["pairs"], "skipped_files": len(found.skipped), "failed": len(failed),
                "steps": meta["step"], "train_seconds": round(meta["seconds"]), "processes": meta["processes"],
-               "config": meta["config"], "final": meta["history"][-1] if meta["history"] else None}
+               "config": meta["config"], "final": meta["history"][-1] if meta["history"] else None,
+               **({"warm_start": warm} if warm else {})}
         export(model, args.out, rec)
         print(f"student written to {args.out}", flush=True)
     acc.wait_for_everyone()
     return 0
+
+
+def _warm_start_record(args: argparse.Namespace) -> dict | None:
+    """What --init-from starts from (its own training record, so the export says the whole history), after
+    checking that it loads; None without --init-from."""
+    if not args.init_from:
+        return None
+    if args.widths or args.blocks:
+        raise BadInputError("--init-from takes the architecture of the saved student; drop --widths / --blocks.")
+    load_student(args.init_from)  # a folder that is not a student is refused here, not after the cache stage
+    rec = Path(args.init_from) / "training.json"
+    before = json.loads(rec.read_text()) if rec.is_file() else {}
+    return {"from": str(args.init_from), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
+            "warm_start": before.get("warm_start")}
 
 
 def main(argv: list[str] | None = None) -> int:
