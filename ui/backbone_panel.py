@@ -1,11 +1,12 @@
-"""The Backbone panel: which Stable Diffusion the Style and Photo -> Sketch tabs use."""
+"""The Backbone panel: which Stable Diffusion (1.x, 2.x or XL; the family is read from the model's configs) the Style
+and Photo -> Sketch tabs use."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from diffsketch_core import settings
-from diffsketch_core.diffusion.backbone import TINY
+from diffsketch_core.diffusion.backbone import FAMILY_NAMES, TINY
 from diffsketch_core.errors import DiffSketchError
 
 from . import cnn_style, common
@@ -28,16 +29,27 @@ def load_backbone_ui(source: str, demo: bool) -> tuple[str | None, str, str, str
         msg = f"Could not load `{wanted}`: {exc}"
         return None, msg, common.NEEDS_WEIGHTS, common.NEEDS_WEIGHTS
     banner = common.banner(wanted)
-    return wanted, f"Loaded `{wanted}`.", banner, banner
+    return wanted, f"Loaded `{wanted}` ({describe_sd(common.backbone(wanted))}).", banner, banner
+
+
+def describe_sd(bb) -> str:
+    """What the status line says of a loaded Stable Diffusion: family, native size, what its UNet predicts."""
+    prediction = "v-prediction" if bb.prediction_type == "v_prediction" else "epsilon-prediction"
+    return f"{FAMILY_NAMES.get(bb.family, bb.family)}, {bb.resolution} px native, {prediction}"
 
 
 def build() -> tuple[gr.Textbox, gr.Checkbox, gr.Button, gr.Markdown]:
-    with gr.Accordion("Backbone (Stable Diffusion 1.x, or CPU: VGG16 features)", open=False):
+    with gr.Accordion("Backbone (Stable Diffusion 1.x / 2.x / XL, or CPU: VGG16 features)", open=False):
         default = cnn_style.default_source()
         kind = gr.Radio([cnn_style.SD_LABEL, cnn_style.CPU_LABEL], label="Backbone kind",
                         value=cnn_style.CPU_LABEL if cnn_style.is_cnn(default) else cnn_style.SD_LABEL)
         with gr.Row():
             source = gr.Textbox(default, label="Hub id or local diffusers folder ('vgg16' = CPU: VGG16 features)",
+                                info="SD 1.x (CompVis/stable-diffusion-v1-4), SD 2.x (stabilityai/stable-diffusion-2-1, "
+                                     "768 px, v-prediction; -2-1-base, 512 px) or SDXL (stabilityai/stable-diffusion-"
+                                     "xl-base-1.0, 1024 px): the family is read from the model's configs. Offline, "
+                                     f"a hub id must already be in the cache; else give a folder (or set "
+                                     f"{settings.SD_MODEL_ENV}). A style only works on the family it was trained on.",
                                 scale=3)
             demo = gr.Checkbox(False, label="Demo backbone (tiny, random weights)", scale=1)
             load = gr.Button("Load", scale=1)

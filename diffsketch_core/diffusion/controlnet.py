@@ -6,7 +6,9 @@ GATE's recipe is an option (`steps` > 0): noise to t + steps, that many ControlN
 timestep each back to t, then extract at t.
 
 `load_controlnet(source, backbone)` takes a hub id or a local diffusers ControlNet folder (canny / HED / scribble /
-lineart ControlNets for SD 1.x, e.g. lllyasviel/sd-controlnet-canny), or "tiny": a seeded random ControlNet built
+lineart ControlNets of the backbone's family: e.g. lllyasviel/sd-controlnet-canny for SD 1.x,
+thibaud/controlnet-sd21-canny-diffusers for SD 2.1, diffusers/controlnet-canny-sdxl-1.0 for SDXL, whose ControlNets
+take the same added conditions as its UNet), or "tiny": a seeded random ControlNet built
 from the backbone's UNet for tests and the demo (its zero convolutions perturbed so that it does something; never
 a stand-in for real weights). The control image (B, 3, H, W) in [0, 1], white lines on black, is made by the caller
 from the photo (the style wing uses our extractors; this wing does not import them).
@@ -54,8 +56,8 @@ def tiny_controlnet(unet, seed: int = 0, perturb: bool = True) -> ControlNetMode
 
 def _missing(source: str, why: str) -> MissingWeightsError:
     return MissingWeightsError(
-        f"ControlNet '{source}' is not available: {why}. Download a diffusers ControlNet for SD 1.x (e.g. "
-        "lllyasviel/sd-controlnet-canny) on a machine with internet and give its local folder as the style's "
+        f"ControlNet '{source}' is not available: {why}. Download a diffusers ControlNet for the backbone's family "
+        "(e.g. lllyasviel/sd-controlnet-canny for SD 1.x, diffusers/controlnet-canny-sdxl-1.0 for SDXL) on a machine with internet and give its local folder as the style's "
         f"ControlNet (--controlnet, or the Style tab's advanced panel); {settings.SD_MODEL_ENV} does not cover it.")
 
 
@@ -65,9 +67,11 @@ def load_controlnet(source: str, backbone: Backbone) -> ControlNetModel:
             raise _missing(source, "the random test ControlNet only goes with a random (demo) backbone")
         return tiny_controlnet(backbone.unet)
     cn = pretrained_controlnet(source, backbone.dtype, _missing)
-    if cn.config.cross_attention_dim != backbone.unet.config.cross_attention_dim:
+    if cn.config.cross_attention_dim != backbone.unet.config.cross_attention_dim or \
+            cn.config.addition_embed_type != backbone.unet.config.addition_embed_type:
         raise _missing(source, f"it is made for another backbone (text width {cn.config.cross_attention_dim}, "
-                               f"the loaded one has {backbone.unet.config.cross_attention_dim})")
+                               f"added conditions {cn.config.addition_embed_type}; the loaded one has "
+                               f"{backbone.unet.config.cross_attention_dim}, {backbone.unet.config.addition_embed_type})")
     return cn.to(backbone.device).eval().requires_grad_(False)
 
 
@@ -102,8 +106,11 @@ def control_tensor(edges_img, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(arr)[None, None].expand(1, 3, -1, -1).contiguous()
 
 
-def residuals(control: Control, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, image: torch.Tensor):
-    """The ControlNet's (down residuals, mid residual) for one UNet forward; image: (N, 3, H, W)."""
-    down, mid = control.model(x, t, encoder_hidden_states=emb, controlnet_cond=image.to(x.device, x.dtype),
+def residuals(control: Control, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | dict, image: torch.Tensor):
+    """The ControlNet's (down residuals, mid residual) for one UNet forward; image: (N, 3, H, W). cond: the UNet's
+    condition keywords (`Backbone.unet_kwargs`: an SDXL ControlNet takes the same added conditions), or the text
+    hidden states alone."""
+    cond = cond if isinstance(cond, dict) else {"encoder_hidden_states": cond}
+    down, mid = control.model(x, t, **cond, controlnet_cond=image.to(x.device, x.dtype),
                               conditioning_scale=control.scale, return_dict=False)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

@@ -16,7 +16,12 @@ latent size h x w (64 x 64 for 512 px):
   VAEFeatures.maps["decoder.up_blocks.i.resnets.j"]    (B, 512|512|256|128, h*2^i, w*2^i)
   VAEFeatures.rgb                                      (B, 3, 8h, 8w), decoder output in about [-1, 1]
 
-The tiny backbone has the same names with widths 32/32/16/8 (UNet) and 32/32/16/8 (VAE).
+The tiny backbone has the same names with widths 32/32/16/8 (UNet) and 32/32/16/8 (VAE). SD 2.x has SD 1.x's
+layout; SDXL's UNet has three up blocks (1280 at h/4, 640 at h/2, 320 at h; 9 decoder resnets), the same VAE.
+
+Every UNet call takes its condition keywords from `Backbone.unet_kwargs` (SDXL's pooled embedding and time ids
+ride along with the text rows), and every hand-written denoising step reads the UNet's output through
+`sampling.split_prediction` (epsilon or v).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import torch
 from .backbone import Backbone
 from .controlnet import Control, residuals
 from .lora import LoRA
-from .sampling import ddim_grid, ddim_sample, initial_noise
+from .sampling import ddim_grid, ddim_sample, initial_noise, split_prediction
 from .taps import RES_OUT, AllTapsFired, Taps, to_nchw
 
 # DiffSketch's representative timesteps (DDIM-50 grid indices 0,3,8,12,16,21,25,28,32,35,39,43,47).
@@ -78,8 +83,11 @@ class FeatureExtractor:
     def __init__(self, backbone: Backbone, taps: Sequence[str] | None = None,
                  timesteps: Sequence[int] = DEFAULT_TIMESTEPS, max_batch: int = 26,
                  out_dtype: torch.dtype = torch.float32, control: Control | None = None,
-                 lora: LoRA | None = None, lora_scale: float = 1.0):
+                 lora: LoRA | None = None, lora_scale: float = 1.0, original_size: tuple[int, int] | None = None,
+                 crop: tuple[int, int] = (0, 0)):
         self.backbone, self.control, self.lora, self.lora_scale = backbone, control, lora, lora_scale
+        # SDXL's size conditions (time ids): the "original size" defaults to the extracted image's own size
+        self.original_size, self.crop = original_size, tuple(crop)
         self.taps = list(taps) if taps is not None else decoder_taps(backbone.unet)
         self.timesteps = tuple(int(t) for t in timesteps)
         n_train = backbone.scheduler.config.num_train_timesteps
@@ -96,8 +104,8 @@ class FeatureExtractor:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] -> z0 = mean latent * scaling factor."""
         bb = self.backbone
-        posterior = bb.vae.encode(images.to(bb.device, bb.dtype)).latent_dist
-        return posterior.mean * bb.scaling_factor
+        posterior = bb.vae.encode(images.to(bb.device, bb.vae.dtype)).latent_dist  # SDXL's VAE may stay in fp32
+        return (posterior.mean * bb.scaling_factor).to(bb.dtype)
 
     @torch.no_grad()
     def unet_features(self, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None,
@@ -140,20 +148,24 @@ class FeatureExtractor:
         names = ("uncond", "cond") if uncond is not None else ("cond",)
         return UNetFeatures(maps, self.timesteps, names)
 
-    def _extra(self, x, t, emb, control_rows) -> dict:
-        return residuals(self.control, x, t, emb, control_rows) if control_rows is not None else {}
+    def _cond(self, emb: torch.Tensor, latent_hw) -> dict:
+        return self.backbone.unet_kwargs(emb, latent_hw, self.original_size, self.crop)
+
+    def _extra(self, x, t, cond: dict, control_rows) -> dict:
+        return residuals(self.control, x, t, cond, control_rows) if control_rows is not None else {}
 
     def _guided_step(self, x, emb, t, control_rows) -> torch.Tensor:
         """One deterministic DDIM step t -> t - 1 of every row, with the ControlNet's residuals."""
-        alphas = self.backbone.scheduler.alphas_cumprod.to(x.device)
+        bb = self.backbone
+        alphas = bb.scheduler.alphas_cumprod.to(x.device)
         out = torch.empty_like(x)
         for start in range(0, x.shape[0], self.max_batch):
             sl = slice(start, start + self.max_batch)
-            eps = self.backbone.unet(x[sl], t[sl], encoder_hidden_states=emb[sl],
-                                     **self._extra(x[sl], t[sl], emb[sl], control_rows[sl])).sample
-            a_t = alphas[t[sl]].view(-1, 1, 1, 1).to(x.dtype)
+            cond = self._cond(emb[sl], tuple(x.shape[-2:]))
+            pred = bb.unet(x[sl], t[sl], **cond, **self._extra(x[sl], t[sl], cond, control_rows[sl])).sample
+            a_t = alphas[t[sl]].view(-1, 1, 1, 1)
             a_prev = alphas[t[sl] - 1].view(-1, 1, 1, 1).to(x.dtype)
-            x0 = (x[sl] - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            x0, eps = split_prediction(pred, x[sl], a_t, bb.prediction_type)
             out[sl] = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         return out
 
@@ -164,9 +176,10 @@ class FeatureExtractor:
             for start in range(0, x.shape[0], self.max_batch):
                 sl = slice(start, start + self.max_batch)
                 taps.new_forward()
-                extra = self._extra(x[sl], t[sl], emb[sl], control_rows[sl] if control_rows is not None else None)
+                cond = self._cond(emb[sl], latent_hw)
+                extra = self._extra(x[sl], t[sl], cond, control_rows[sl] if control_rows is not None else None)
                 try:
-                    unet(x[sl], t[sl], encoder_hidden_states=emb[sl], **extra)
+                    unet(x[sl], t[sl], **cond, **extra)
                 except AllTapsFired:
                     pass
         return {n: torch.cat([to_nchw(r, latent_hw) for r in recs]).to(self.out_dtype)
@@ -219,7 +232,7 @@ class FeatureExtractor:
         vae = self.backbone.vae
         names = list(taps) if taps is not None else vae_decoder_taps(vae)
         with Taps(vae, names, resnet_kind=RES_OUT) as rec:
-            rgb = vae.decode(z0.to(self.backbone.dtype) / self.backbone.scaling_factor).sample
+            rgb = vae.decode(z0.to(vae.dtype) / self.backbone.scaling_factor).sample  # SDXL: an fp32 VAE
         maps = {n: r[-1].to(self.out_dtype) for n, r in rec.records.items()}
         return VAEFeatures(maps, rgb.to(self.out_dtype))
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
-from ..diffusion.sampling import initial_noise
+from ..diffusion.sampling import initial_noise, split_prediction
 from ..errors import BadInputError
 from ..images import ImageLike
 from ..perceptual import load_lpips
@@ -155,15 +155,16 @@ class _Sampler:
     def eps(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = torch.cat([latents, latents]) if self.cfg_on else latents
         extra = {}
+        cond = self.bb.unet_kwargs(self.embeds, tuple(latents.shape[-2:]))  # SDXL: pooled embedding and time ids too
         started = time.perf_counter()
         if self.control is not None:
-            down, mid = self.control.model(x, t, encoder_hidden_states=self.embeds, controlnet_cond=self.control_image,
+            down, mid = self.control.model(x, t, **cond, controlnet_cond=self.control_image,
                                            conditioning_scale=self.cfg.control_scale, return_dict=False)
             extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
             self.cost.controlnet_calls += 1
             self.cost.controlnet_seconds += _synced() - started
         started = time.perf_counter()
-        eps = self.bb.unet(x, t, encoder_hidden_states=self.embeds, **extra).sample
+        eps = self.bb.unet(x, t, **cond, **extra).sample  # the model's output: epsilon or v (split_prediction)
         self.cost.unet_calls += 1
         self.cost.unet_seconds += _synced() - started
         if self.cfg_on:
@@ -174,7 +175,8 @@ class _Sampler:
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> RGB in about [0, 1] (not clamped: clamping would cut the guidance gradient)."""
         self.cost.vae_decodes += 1
-        return (self.bb.vae.decode(x0 / self.bb.scaling_factor).sample + 1.0) / 2.0
+        vae = self.bb.vae  # SDXL's stays in fp32
+        return (vae.decode(x0.to(vae.dtype) / self.bb.scaling_factor).sample + 1.0) / 2.0
 
 
 def _guide(sampler: _Sampler, x0: torch.Tensor, extractor: SketchExtractor, loss_fn: SketchLoss,
@@ -207,7 +209,7 @@ def _start_latents(backbone: Backbone, target: SketchTarget, sched: DDIMSchedule
         return noise, 0
     paper = (1.0 - target.ink).expand(cfg.count, 3, -1, -1).to(backbone.device, backbone.dtype)
     with torch.no_grad():
-        z0 = backbone.vae.encode(paper * 2.0 - 1.0).latent_dist.mean * backbone.scaling_factor
+        z0 = backbone.vae.encode((paper * 2.0 - 1.0).to(backbone.vae.dtype)).latent_dist.mean * backbone.scaling_factor
     a = sched.alphas_cumprod[int(sched.timesteps[first])].to(backbone.device)
     return (a.sqrt() * z0 + (1 - a).sqrt() * noise).to(backbone.dtype), first
 
@@ -249,11 +251,10 @@ def sketch_to_image(backbone: Backbone, sketch: ImageLike, config: PictureConfig
                 cost.seconds = time.perf_counter() - start
                 return PictureResult([], (w, h), cost, notes + ["Stopped before the picture was finished."],
                                      cancelled=True)
-            eps = sampler.eps(latents, t)
             a = alphas[int(t)]
             prev = int(t) - stride
             a_prev = alphas[prev] if prev >= 0 else sched.final_alpha_cumprod.to(backbone.device)
-            x0 = (latents - (1 - a).sqrt() * eps) / a.sqrt()
+            x0, eps = split_prediction(sampler.eps(latents, t), latents, a, backbone.prediction_type)
             frac = i / len(todo)
             guided = config.sketch_scale > 0 and config.guide_start <= frac < config.guide_end
             loss = None

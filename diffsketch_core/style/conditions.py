@@ -5,6 +5,10 @@ the shipped captions (assets/captions.txt, 1,200 of them) are encoded by the bac
 reduced by PCA (up to 512 components) and modelled as a Gaussian in PCA space; a sample maps back to a
 (77, D) condition. The prior is fitted at first use and cached per backbone.
 
+SDXL conditions its UNet on the token states AND the pooled embedding of its second text encoder; both are in the
+(78, 2048) rows `Backbone.encode_prompt` gives (the pooled one as the last, zero-padded row), so the prior is one
+joint Gaussian over both, its samples carry matching pooled embeddings, and the schedule mixes both alike.
+
 Schedule over iterations i with horizon H: c_i = w_i * c_example + (1 - w_i) * c_random with
 w_i = a / (a + b), a = sqrt(1 - i/H), b = sqrt(i/H), for i < H; afterwards c_i = c_random.
 """

@@ -63,11 +63,29 @@ def check_compatible(style_backbone: dict | None, backbone: Backbone) -> None:
         raise BadInputError(f"This style was trained on the {KIND_NAMES.get(kinds[0], kinds[0])} backbone, but the "
                             f"{KIND_NAMES.get(kinds[1], kinds[1])} backbone is loaded. Choose the backbone it was "
                             "made with, or train the style again on this one.")
+    _check_family(theirs, ours)
     diffs = [k for k in (_SHAPE_KEYS if kinds[1] == DEFAULT_KIND else _CNN_KEYS) if theirs.get(k) != ours.get(k)]
     if diffs:
         raise BadInputError(f"This style was trained on a different backbone ('{theirs.get('source', '?')}', "
                             f"differing in {', '.join(diffs)}) than the one loaded ('{ours['source']}'). "
                             "Load the backbone it was made with.")
+
+
+def _check_family(theirs: dict, ours: dict) -> None:
+    """An SD style is refused by another SD family (sd1 / sd2 / sdxl, issue 16): its features differ in kind, not
+    only in width. Styles saved before families were recorded are SD 1.x ones."""
+    from .. import settings
+    from ..diffusion.backbone import FAMILY_NAMES, SD1
+
+    if "family" not in ours:  # not a Stable Diffusion backbone: the kind check above speaks for it
+        return
+    family = theirs.get("family", SD1)
+    if family != ours["family"]:
+        raise BadInputError(f"This style was trained on a {FAMILY_NAMES.get(family, family)} backbone "
+                            f"('{theirs.get('source', '?')}'), but a {FAMILY_NAMES.get(ours['family'], ours['family'])} "
+                            f"backbone is loaded ('{ours['source']}'). Load a {FAMILY_NAMES.get(family, family)} "
+                            f"backbone (Backbone panel, {settings.SD_MODEL_ENV} or --backbone), or train the style again on "
+                            "this one.")
 
 
 def _check_style_json(info, config_path: Path) -> None:
