@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import requires_shared
 from diffsketch_core.diffusion.captioner import CAPTIONER_ENV, load_captioner
 from diffsketch_core.diffusion.features import FeatureExtractor, image_to_tensor
 from diffsketch_core.diffusion.prompts import QUALITY_TAGS, PromptOptions, Prompts
@@ -161,3 +162,50 @@ def test_clis_caption_only_when_a_captioner_is_named(captioner_dir, pair, tmp_pa
     assert photo2sketch.main(["--style", str(tmp_path / "none"), "--caption-each", str(tmp_path / "photo.png"),
                               str(tmp_path / "o")]) == 2
     assert "--caption-each needs a captioner" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ app
+
+def test_style_tab_prompt_options_and_caption_button(captioner_dir, pair, tmp_path, monkeypatch):
+    from test_app import uploaded
+    from ui import style
+
+    assert style.advanced_techniques("", "", "canny", 0, "") == {}  # off by default
+    assert style.advanced_techniques("", "", "canny", 0, "", False, 0, True, "tags") == {"fine_grained": True,
+                                                                                       "uncond_prompt": "tags"}
+    with pytest.raises(style.gr.Error, match="Unconditional half"):
+        style.advanced_techniques("", "", "canny", 0, "", False, 0, True, "negative")
+    assert style.advanced_techniques("", "", "canny", 0, "", False, 0, False, "empty", " tiny ") == {"ip_adapter": "tiny"}
+    assert all(t in style.techniques_status() for t in ("Fine-grained prompt", "Captioner", "IP-Adapter"))
+    pair[0].save(tmp_path / "photo.png")
+    photo = uploaded(tmp_path / "photo.png")
+    said = load_captioner(str(captioner_dir), device="cpu").caption(pair[0])
+    assert style.caption_photo(photo, str(captioner_dir)) == said
+    with pytest.raises(style.gr.Error, match="Name a captioner"):
+        style.caption_photo(photo, "")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(style.gr.Error, match=CAPTIONER_ENV):
+        style.caption_photo(photo, "someone/no-such-captioner")
+
+
+@requires_shared
+def test_app_trains_with_the_captioners_caption_and_captions_each_photo(captioner_dir, pair, tmp_path):
+    import json
+    from pathlib import Path
+
+    from test_app import req, uploaded
+    from ui import photo as photo_tab
+    from ui import style
+
+    pair[0].save(tmp_path / "photo.png")
+    pair[1].save(tmp_path / "sketch.png")
+    files = uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png")
+    outs = list(style.train_style(*files, "", 2, "tiny", req("prompts"), "auto", "", "", "canny", 0, "", False, 0,
+                                  True, "tags", str(captioner_dir)))
+    said = load_captioner(str(captioner_dir), device="cpu").caption(pair[0])
+    assert outs[0][0] == f"Caption from the captioner (kept with the style): '{said}'."
+    info = json.loads((Path(outs[-1][4]) / "style.json").read_text())
+    assert info["caption"] == said and info["prompts"] == {"fine_grained": True, "uncond": "tags"}
+    _, _, note = photo_tab.photos_to_sketches([files[0]], "Same as photo", 0, 0, False, outs[-1][4], "tiny",
+                                              req("prompts"), captioner=str(captioner_dir))
+    assert f"photo.png: Caption: '{said}'" in note

@@ -18,8 +18,12 @@ from .common import GPU, NEEDS_WEIGHTS, fail
 SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
 
 
-def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, transparent):
-    img = model(path).sketch
+def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, transparent, notes=None):
+    result = model(path)
+    img = result.sketch
+    if notes is not None:  # what the captioner said of each photo
+        notes += [f"{path.name}: {n}" for n in getattr(result, "notes", [])
+                  if n.startswith(("Caption", "The captioner"))]
     if SIZES.get(size):
         s = SIZES[size] / max(img.size)
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
@@ -28,7 +32,8 @@ def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, tran
 
 @GPU(duration=120)
 def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
-                       request: gr.Request | None = None, progress=gr.Progress(), caption=None, fast=False):
+                       request: gr.Request | None = None, progress=gr.Progress(), caption=None, fast=False,
+                       captioner=None):
     fast = fast is True  # any API client can send anything; only a real tick switches the student on
     if source is None and not fast:
         raise gr.Error(NEEDS_WEIGHTS)
@@ -55,15 +60,20 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
         else:
             bb = common.backbone(source)
             text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
-            model = PhotoToSketch(load_style(style_dir, bb), bb, text)
+            each = None
+            if isinstance(captioner, str) and captioner.strip():  # issue 16: a caption per photo, when one is named
+                from diffsketch_core.diffusion.captioner import shared_captioner
+
+                each = shared_captioner(captioner.strip(), "cpu")
+            model = PhotoToSketch(load_style(style_dir, bb), bb, text, captioner=each)
     except DiffSketchError as exc:
         raise fail(exc) from None
     out_dir = common.output_dir(request, "sketches")  # a request's outputs: swept once Gradio has copied them
-    outputs, problems = [], []
+    outputs, problems, captions = [], [], []
     for path in progress.tqdm(files, desc="Sketching"):
         path = Path(path)
         try:
-            img = _styled(model, path, size, line_weight, threshold, transparent)
+            img = _styled(model, path, size, line_weight, threshold, transparent, captions)
         except DiffSketchError as exc:
             problems.append(f"{path.name}: {exc}")
             continue
@@ -77,6 +87,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
         for o in outputs:
             zf.write(o, Path(o).name)
     note = f"{len(outputs)} sketch(es)." + (" Skipped: " + "; ".join(problems) if problems else "")
+    note += "".join(f"\n\n{c}" for c in captions)
     return outputs, str(zipped), note
 
 
@@ -90,6 +101,8 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold (0 = keep grey tones)")
             transparent = gr.Checkbox(False, label="Transparent background")
             caption = gr.Textbox(label="What these photos show (optional; empty: the style's own caption)")
+            captioner = gr.Textbox(label="Captioner: caption each photo (hub id or folder of an image-captioning "
+                                         "model; empty: off; Stable Diffusion styles only)")
             fast = gr.Checkbox(False, label="Fast (student)", elem_id="photo-fast",
                                info="the style's distilled student (Style tab, Distil this style): a fraction of a "
                                     "second per photo on a CPU, no backbone needed")
@@ -98,6 +111,7 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             gallery = gr.Gallery(label="Sketches", format="png", columns=2)
             download = gr.DownloadButton("Download all (.zip)")
             note = gr.Markdown()
-    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption, fast],
+    run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption, fast,
+                                   captioner],
               [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
     return banner

@@ -12,6 +12,8 @@ import gradio as gr
 import numpy as np
 
 from diffsketch_core.diffusion.backbone import TINY
+from diffsketch_core.diffusion.captioner import EXAMPLE_CAPTIONER, captioner_model, shared_captioner
+from diffsketch_core.diffusion.prompts import QUALITY_TAGS
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips
@@ -61,7 +63,7 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
 
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
-                extra_seeds=0):
+                extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter=""):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
@@ -79,7 +81,12 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     # registered first: Stop works while the trainer is set up, and (through a file) inside a GPU worker process
     cancel = RUNNING[key] = StopFlag(user_dir(request) / f"stop-{time.time_ns()}")
     try:
-        techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate, extra_seeds)
+        techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate, extra_seeds,
+                                         fine_grained, uncond_prompt, ip_adapter)
+        caption = caption.strip() if isinstance(caption, str) else ""
+        if not caption and isinstance(captioner, str) and captioner.strip() and not cnn_style.is_cnn(source):
+            caption = caption_photo(photo, captioner, request)  # a captioner named, the caption left empty
+            yield f"Caption from the captioner (kept with the style): '{caption}'.", *[gr.skip()] * 5
         yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques)
     finally:
         RUNNING.pop(key, None)
@@ -112,9 +119,17 @@ def _config(iterations: int, demo: bool, weights: LossWeights | None = None, tec
                        **(techniques or {}))
 
 
-def advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate=False, extra_seeds=0) -> dict:
+def advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate=False, extra_seeds=0,
+                        fine_grained=False, uncond_prompt="empty", ip_adapter="") -> dict:
     """The advanced panel's choices as TrainConfig fields (all off when left empty)."""
     out: dict = {}
+    if fine_grained is True:
+        out["fine_grained"] = True
+    uncond_prompt = common.as_choice(uncond_prompt or "empty", [v for _, v in UNCOND_CHOICES], "Unconditional half")
+    if uncond_prompt != "empty":
+        out["uncond_prompt"] = uncond_prompt
+    if isinstance(ip_adapter, str) and ip_adapter.strip():
+        out["ip_adapter"] = ip_adapter.strip()
     if isinstance(taps, str) and taps.strip():
         out["taps"] = tuple(t.strip() for t in taps.split(",") if t.strip())
     if isinstance(controlnet, str) and controlnet.strip():
@@ -126,6 +141,28 @@ def advanced_techniques(taps, controlnet, control_image, control_steps, lora, am
     if amalgamate is True:
         out |= dict(amalgamate=True, extra_seeds=common.as_int(extra_seeds or 0, "Extra seeds", 0, 4))
     return out
+
+
+UNCOND_CHOICES = [("empty prompt (DiffSketch)", "empty"), ("quality tags", "tags"), ("the prompt (GATE literally)", "prompt")]
+
+
+def caption_photo(photo, captioner, request: gr.Request | None = None) -> str:
+    """The Caption button: the named captioner's caption of the photo (loaded on the CPU, once per source)."""
+    photo = common.received(photo, "The photo")
+    if not photo:
+        raise gr.Error("Upload the photo first; the caption is written from it.")
+    source = captioner.strip() if isinstance(captioner, str) else ""
+    if not source:
+        raise gr.Error(f"Name a captioner first (hub id or folder, e.g. {EXAMPLE_CAPTIONER}) in the advanced panel.")
+    try:
+        from diffsketch_core.images import load_image
+
+        text = shared_captioner(source, "cpu").caption(load_image(photo).image)
+    except DiffSketchError as exc:
+        raise fail(exc) from None
+    if not text:
+        raise gr.Error("The captioner gave no readable caption; type one instead.")
+    return text
 
 
 def techniques_status() -> str:
@@ -141,7 +178,14 @@ def techniques_status() -> str:
         "| LoRA (GATE) | a LoRA tuned on images like yours, merged while features are extracted | a `.safetensors` "
         "LoRA (file, folder or hub id) | when given |",
         "| Amalgamation (GATE) | plain, ControlNet, LoRA and extra-seed features as separate sources mixed by "
-        "learned per-channel weights (each source costs one more extraction) | two sources at least | ready |"])
+        "learned per-channel weights (each source costs one more extraction) | two sources at least | ready |",
+        f"| Fine-grained prompt (GATE) | the caption + '{QUALITY_TAGS}'; the unconditional half with the empty prompt "
+        "(DiffSketch), the quality tags alone, or the prompt itself; kept with the style | nothing | ready |",
+        "| IP-Adapter (GATE) | the image's own CLIP embedding steers the extraction forward (one image-encoder "
+        "pass per image, no extra UNet pass) | `h94/IP-Adapter` or a folder with `ip-adapter_sd15.safetensors` and "
+        "`image_encoder/` (`tiny` with the demo backbone) | when given |",
+        "| Captioner | writes the caption from the photo (*Caption the photo*, or at Train when the caption is empty) "
+        f"| an image-captioning model (hub id or folder, e.g. `{EXAMPLE_CAPTIONER}`) | when given |"])
 
 
 def _plan(iterations: int, source: str, per_iteration: float | None = None, techniques: dict | None = None) -> ChunkPlan:
@@ -390,9 +434,18 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
             adv_control_image = gr.Radio(list(METHODS), value="canny", label="Control image from")
             adv_control_steps = gr.Slider(0, 20, value=0, step=1, label="GATE guided steps before extracting")
         adv_lora = gr.Textbox(label="LoRA (.safetensors file, folder or hub id; empty: off)")
+        adv_ip = gr.Textbox(label="IP-Adapter (h94/IP-Adapter or a folder with ip-adapter_sd15.safetensors and "
+                                  "image_encoder/; empty: off)")
         with gr.Row():
             adv_amalgamate = gr.Checkbox(False, label="Amalgamate the sources (learned weight assigners)")
             adv_seeds = gr.Slider(0, 4, value=0, step=1, label="Extra seed sources")
+        with gr.Row():
+            adv_fine = gr.Checkbox(False, label="Fine-grained prompt: the caption + quality tags (needs nothing)")
+            adv_uncond = gr.Radio(UNCOND_CHOICES, value="empty", label="Unconditional half extracted with")
+        with gr.Row():
+            adv_captioner = gr.Textbox(captioner_model() or "", label="Captioner (hub id or folder of an image-"
+                                       f"captioning model, e.g. {EXAMPLE_CAPTIONER}; empty: off)")
+            adv_caption = gr.Button("Caption the photo")
     with gr.Row():
         train = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop", variant="stop")
@@ -413,11 +466,13 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
             distil_stop = gr.Button("Stop distilling", variant="stop")
         distil_status = gr.Markdown(elem_id="style-distil-status")
     make.click(make_starting_sketch, [photo, start_method], [sketch])
+    adv_caption.click(caption_photo, [photo, adv_captioner], [caption])
     sketch.change(polarity_guess, [sketch], [polarity])
     for trigger in (iterations.change, backbone.change):
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
     train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
-                              adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds],
+                              adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds, adv_fine,
+                              adv_uncond, adv_captioner, adv_ip],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)

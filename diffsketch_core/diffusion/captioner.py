@@ -79,6 +79,6 @@ def load_captioner(source: str, device: torch.device | str | None = None) -> Cap
 
 
 @lru_cache(maxsize=2)
-def shared_captioner(source: str) -> Captioner:
-    """One loaded copy per source for the app (read-only, like the backbone)."""
-    return load_captioner(source)
+def shared_captioner(source: str, device: str | None = None) -> Captioner:
+    """One loaded copy per source (and device) for the app (read-only, like the backbone)."""
+    return load_captioner(source, device)

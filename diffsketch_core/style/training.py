@@ -87,6 +87,9 @@ class TrainConfig:
     # half of the features is extracted with ("empty", "tags" or "prompt"); recorded, so inference does the same
     fine_grained: bool = False
     uncond_prompt: str = "empty"
+    # an IP-Adapter (diffusion/ip_adapter.py: hub id, folder or "tiny") fed with each image's own CLIP embedding
+    ip_adapter: str | None = None
+    ip_adapter_scale: float = 1.0
 
 
 @dataclass
@@ -124,8 +127,12 @@ def lora_spec(cfg: TrainConfig) -> dict | None:
     return {"source": cfg.lora, "scale": cfg.lora_scale} if cfg.lora else None
 
 
+def ip_adapter_spec(cfg: TrainConfig) -> dict | None:
+    return {"source": cfg.ip_adapter, "scale": cfg.ip_adapter_scale} if cfg.ip_adapter else None
+
+
 def buckets_of(cfg: TrainConfig) -> list[dict]:
-    return bucket_specs(control_spec(cfg), lora_spec(cfg), cfg.amalgamate, cfg.extra_seeds)
+    return bucket_specs(control_spec(cfg), lora_spec(cfg), cfg.amalgamate, cfg.extra_seeds, ip_adapter_spec(cfg))
 
 
 def prompt_options(cfg: TrainConfig) -> PromptOptions:
@@ -283,7 +290,8 @@ class OneShotTrainer:
         # the seed is kept so that Photo -> Sketch extracts with the example's own noise (train/inference parity)
         meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo, "seed": self.cfg.seed,
                 "sketch_inverted": self.sketch_inverted, "control": control_spec(self.cfg),
-                "lora": lora_spec(self.cfg), "buckets": self.buckets, "prompts": self.prompts.options.to_meta()}
+                "lora": lora_spec(self.cfg), "buckets": self.buckets, "prompts": self.prompts.options.to_meta(),
+                "ip_adapter": ip_adapter_spec(self.cfg)}
         return Style(self.generator.eval(), self.caption, self.res, meta)
 
 
@@ -370,6 +378,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-seeds", type=int, default=0, help="with --amalgamate: more plain sources, other noise")
     p.add_argument("--control-steps", type=int, default=0,
                    help="GATE's recipe: ControlNet-guided denoising steps from t + N to t before extracting")
+    p.add_argument("--ip-adapter", default=None,
+                   help="an IP-Adapter (h94/IP-Adapter, a folder with ip-adapter_sd15.safetensors and image_encoder/, "
+                        "or 'tiny' with the tiny backbone) fed with each image's CLIP embedding during extraction")
+    p.add_argument("--ip-adapter-scale", type=float, default=1.0)
     p.add_argument("--fine-grained", action="store_true",
                    help="GATE's fine-grained prompt: the caption + quality tags ('high quality, best quality, ...')")
     p.add_argument("--uncond-prompt", choices=UNCOND_CHOICES, default="empty",
@@ -411,7 +423,8 @@ def _main(args: argparse.Namespace) -> int:
                       seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
                       control_scale=args.control_scale, control_steps=args.control_steps, lora=args.lora,
                       lora_scale=args.lora_scale, amalgamate=args.amalgamate, extra_seeds=args.extra_seeds,
-                      fine_grained=args.fine_grained, uncond_prompt=args.uncond_prompt, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      fine_grained=args.fine_grained, uncond_prompt=args.uncond_prompt, ip_adapter=args.ip_adapter,
+                      ip_adapter_scale=args.ip_adapter_scale, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
     try:
