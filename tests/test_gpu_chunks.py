@@ -23,6 +23,9 @@ def test_estimate_grows_with_the_work():
     cfg = TrainConfig()
     assert iteration_seconds(cfg, 512) > iteration_seconds(TrainConfig(sample_steps=5), 512)
     assert iteration_seconds(cfg, 512) == pytest.approx(4 * iteration_seconds(cfg, 256))
+    # SDXL trains at 1024 px with a UNet 1.91x SD 1.5's per pixel: the first estimate must not be SD 1.x's
+    assert iteration_seconds(cfg, 1024, "sdxl") > 7 * iteration_seconds(cfg, 512, "sd1")
+    assert style._cost_shape("tiny-sdxl") == (128, "sdxl")
     short, long = style.gpu_estimate(100, "some/model"), style.gpu_estimate(1200, "some/model")
     seconds = [int(t.split("about ")[1].split(" ")[0]) for t in (short, long)]
     assert "GPU-seconds" in long and seconds[0] < seconds[1]
@@ -43,7 +46,7 @@ def pair_files(tmp_path):
 def chunked(monkeypatch):
     """ZeroGPU on, a first estimate that fits two iterations per call; records each GPU call's job."""
     monkeypatch.setattr(style, "ZERO_GPU", True)
-    monkeypatch.setattr(style, "iteration_seconds", lambda cfg, res: 30.0)
+    monkeypatch.setattr(style, "iteration_seconds", lambda cfg, *shape: 30.0)
     calls = []
     real = style._train_chunk
 

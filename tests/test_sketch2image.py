@@ -197,3 +197,27 @@ def test_hand_over_types_the_canvas_value(value, tmp_path):
     with pytest.raises(gr.Error) as err:
         picture.canvas_png(value, tmp_path / "c.png")
     assert str(err.value.message).strip() and "/etc" not in str(err.value.message)
+
+
+@pytest.mark.parametrize("source", ["tiny-sd2", "tiny-sdxl"])
+def test_finetune_runs_on_sd2_and_sdxl_with_their_own_targets(source, sketch, tiny_extractor):
+    """SD 2.x (768) predicts v, SDXL needs its pooled embedding and time ids: the fine-tuner's denoising loss is on
+    what the UNet predicts, and its UNet call carries the added conditions."""
+    from diffsketch_core.diffusion.backbone import load_backbone
+
+    bb = load_backbone(source, device="cpu")
+    photo = Image.new("RGB", (64, 64), (200, 180, 90))
+    tuner = Finetuner(bb, [(sketch, photo)], FinetuneConfig("a ball", iterations=2, resolution=64, eval_draws=1),
+                      tiny_extractor)
+    pair, t = tuner.pairs[0], torch.tensor([500])
+    noise = torch.randn(pair.latent.shape, generator=torch.Generator().manual_seed(0))
+    a = bb.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    zt = a.sqrt() * pair.latent + (1 - a).sqrt() * noise
+    with torch.no_grad():
+        parts = tuner.losses(pair, t, noise)  # a fresh LoRA is zero: the UNet as loaded
+        out = bb.unet(zt, t, **bb.unet_kwargs(tuner.cond, tuple(zt.shape[-2:]))).sample
+    target = bb.scheduler.get_velocity(pair.latent, noise, t) if source == "tiny-sd2" else noise
+    assert bb.prediction_type == ("v_prediction" if source == "tiny-sd2" else "epsilon")
+    assert torch.allclose(parts["denoise"], torch.nn.functional.mse_loss(out, target), atol=1e-6)
+    res = tuner.run()
+    assert res.iterations == 2 and np.isfinite(res.eval_after)

@@ -40,8 +40,10 @@ EXTRACTOR_LABELS = {"fast": "Fast (HED student, under 0.5 s)",
                     "hed": "HED (soft, detailed)", "pidinet": "PiDiNet (clean contours)",
                     "xdog": "XDoG (tonal, DiffSketch's setting)", "canny": "Canny (thin, hard edges)"}
 DEMO_BANNER = ("**Demo backbone** — tiny Stable-Diffusion-shaped model with *random weights*. Everything runs end "
-               "to end, but the sketches mean nothing. Point the Backbone panel at real SD 1.x weights for real results.")
-NEEDS_WEIGHTS = (f"**Needs Stable Diffusion 1.x weights.** Open the *Backbone* panel above and enter a hub id or a local "
+               "to end, but the sketches mean nothing. Point the Backbone panel at real Stable Diffusion weights "
+               "(1.x, 2.x or XL) for real results.")
+NEEDS_WEIGHTS = (f"**Needs Stable Diffusion weights (1.x, 2.x or XL).** Open the *Backbone* panel above and enter a "
+                 f"hub id or a local "
                  f"diffusers folder (or set `{settings.SD_MODEL_ENV}` before starting the app), then *Load*. "
                  "Tick *Demo backbone* to try the pipeline with random weights.")
 

@@ -188,11 +188,23 @@ def techniques_status() -> str:
         f"| an image-captioning model (hub id or folder, e.g. `{EXAMPLE_CAPTIONER}`) | when given |"])
 
 
+def _cost_shape(source: str) -> tuple[int, str]:
+    """(training resolution, family) of a loaded backbone for the first GPU estimate: SD 2.1 trains at 768 and
+    SDXL at 1024 with a heavier UNet, so an estimate at SD 1.x's 512 px would ask for far too few seconds."""
+    if source == TINY:
+        return 128, "sd1"
+    try:
+        bb = common.backbone(source)  # already loaded by the Backbone panel: the cache answers
+    except Exception:  # noqa: BLE001 - not loadable: the training itself will say why; estimate as SD 1.x
+        return 512, "sd1"
+    return bb.resolution, bb.family
+
+
 def _plan(iterations: int, source: str, per_iteration: float | None = None, techniques: dict | None = None) -> ChunkPlan:
     cfg = _config(iterations, source == TINY, techniques=techniques)
     if not ZERO_GPU:  # one call; the plan still says what a GPU Space would ask for
         return ChunkPlan([iterations], [0])
-    per = per_iteration or iteration_seconds(cfg, 128 if source == TINY else 512)
+    per = per_iteration or iteration_seconds(cfg, *_cost_shape(source))
     return plan_chunks(iterations, per, multiple=cfg.gen_batch)
 
 
@@ -205,7 +217,7 @@ def gpu_estimate(iterations, source) -> str:
     except gr.Error:
         return ""
     cfg = _config(iterations, source == TINY)
-    plan = plan_chunks(iterations, iteration_seconds(cfg, 128 if source == TINY else 512), multiple=cfg.gen_batch)
+    plan = plan_chunks(iterations, iteration_seconds(cfg, *_cost_shape(source)), multiple=cfg.gen_batch)
     where = "This Space" if ZERO_GPU else "On a ZeroGPU Space this training"
     return (f"{where} asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} call(s) of at most "
             f"{max(plan.seconds)} s (first estimate; later calls use the measured speed).")

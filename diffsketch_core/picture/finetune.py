@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
+from ..diffusion.sampling import split_prediction
 from ..errors import BadInputError
 from ..images import ImageLike, load_image
 from ..perceptual import load_lpips
@@ -116,7 +117,8 @@ class Finetuner:
         target = SketchTarget.load(sketch, (side, side))
         self.notes += [f"Sketch {k + 1}: {n}" for n in target.notes]
         with torch.no_grad():
-            latent = self.bb.vae.encode(rgb * 2 - 1).latent_dist.mean * self.bb.scaling_factor
+            vae = self.bb.vae  # an SDXL VAE stays in fp32 under a half-precision UNet
+            latent = (vae.encode((rgb * 2 - 1).to(vae.dtype)).latent_dist.mean * self.bb.scaling_factor).to(self.bb.dtype)
         loss = SketchLoss(target, 1.0, self.cfg.lpips, self.lpips_model if self.cfg.lpips > 0 else None)
         return _Pair(rgb.float(), latent, loss.to(self.bb.device))
 
@@ -125,13 +127,15 @@ class Finetuner:
         a = bb.scheduler.alphas_cumprod.to(bb.device)[t].view(-1, 1, 1, 1).to(bb.dtype)
         zt = a.sqrt() * pair.latent + (1 - a).sqrt() * noise
         with applied(bb.unet, self.lora):
-            eps = bb.unet(zt, t, encoder_hidden_states=self.cond).sample
-        x0 = (zt - (1 - a).sqrt() * eps) / a.sqrt()
-        picture = (bb.vae.decode(x0 / bb.scaling_factor).sample.float() + 1) / 2
+            out = bb.unet(zt, t, **bb.unet_kwargs(self.cond, tuple(zt.shape[-2:]))).sample
+        # the denoising loss is on what this UNet predicts (epsilon, or v for SD 2.x 768); x0 through the same rule
+        target = bb.scheduler.get_velocity(pair.latent, noise, t) if bb.prediction_type == "v_prediction" else noise
+        x0, _ = split_prediction(out, zt, a, bb.prediction_type)
+        picture = (bb.vae.decode((x0 / bb.scaling_factor).to(bb.vae.dtype)).sample.float() + 1) / 2
         identity = F.l1_loss(picture, pair.photo)
         if cfg.lpips > 0:
             identity = identity + cfg.lpips * self.lpips_model(picture * 2 - 1, pair.photo * 2 - 1).mean()
-        parts = {"denoise": F.mse_loss(eps.float(), noise.float()), "identity": identity,
+        parts = {"denoise": F.mse_loss(out.float(), target.float()), "identity": identity,
                  "sketch": pair.loss(self.extractor(picture)).mean()}
         parts["total"] = cfg.denoise * parts["denoise"] + cfg.identity * parts["identity"] + cfg.sketch * parts["sketch"]
         return parts
@@ -180,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a sketch and the photo it shows (repeat for a few pairs)")
     p.add_argument("--prompt", default="", help="what the photos show")
     p.add_argument("--out", required=True, help="the LoRA file to write (.safetensors)")
-    p.add_argument("--backbone", default=None, help="SD 1.x hub id or folder (default $DIFFSKETCH_SD_MODEL); tiny = demo")
+    p.add_argument("--backbone", default=None, help="SD 1.x / 2.x / XL hub id or folder (default $DIFFSKETCH_SD_MODEL); tiny = demo")
     p.add_argument("--extractor", choices=EXTRACTORS, default="hed")
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-4)

@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="what the picture shows")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--out", required=True, help="output PNG (with --count > 1: name-0.png, name-1.png, ...)")
-    p.add_argument("--backbone", default=None, help="SD 1.x hub id or folder (default $DIFFSKETCH_SD_MODEL); tiny = demo")
+    p.add_argument("--backbone", default=None, help="SD 1.x / 2.x / XL hub id or folder (default $DIFFSKETCH_SD_MODEL); tiny = demo")
     p.add_argument("--controlnet", default="off", help="'off', a scribble/lineart ControlNet hub id or folder, or "
                    "'default' ($DIFFSKETCH_CONTROLNET or lllyasviel/control_v11p_sd15_scribble)")
     p.add_argument("--control-scale", type=float, default=1.0)

@@ -302,12 +302,15 @@ class OneShotTrainer:
 # measured in the previous chunk as soon as it has one (see plan_chunks).
 UNET_ROW_SECONDS = 0.02  # one UNet row (one image, one branch, one timestep) at 512 px
 STEP_SECONDS = 0.25  # generator forward on example + sample, CLIP/LPIPS losses, backward, Adam at 512 px
+# A UNet row's cost relative to SD 1.5 at the same pixels (benchmarks/backbones.py, FLOPs to the last decoder tap
+# at 512 px: SD 2.1 1.00x, SDXL 1.91x); the native resolution (768, 1024) is counted by `resolution`.
+FAMILY_UNET_COST = {"sd1": 1.0, "sd2": 1.0, "sdxl": 1.91}
 SETUP_SECONDS = 20.0  # per GPU call: moving models, example features, CLIP embeddings
 CHUNK_SECONDS = 120  # a short GPU call: what a chunk of training is sized to
 MARGIN = 1.3  # asked duration = estimate x margin, so a chunk is not cut off by a slightly slower GPU
 
 
-def iteration_seconds(cfg: TrainConfig, resolution: int) -> float:
+def iteration_seconds(cfg: TrainConfig, resolution: int, family: str = "sd1") -> float:
     """Estimated GPU seconds of one training iteration: its share of the CDST sampling (2 CFG rows x steps per
     image) and of the extraction (2 branches x timesteps per image and feature source; a ControlNet adds about
     half a UNet per pass, GATE's steps one pass each), plus the generator step; scaled with pixels."""
@@ -316,7 +319,8 @@ def iteration_seconds(cfg: TrainConfig, resolution: int) -> float:
         control = bucket["control"]
         extraction += (1 + (control["steps"] if control else 0)) * (1.5 if control else 1.0)
     rows = 2 * cfg.sample_steps + 2 * len(cfg.timesteps) * extraction
-    return (rows * UNET_ROW_SECONDS + STEP_SECONDS) * (resolution / 512) ** 2
+    unet = UNET_ROW_SECONDS * FAMILY_UNET_COST.get(family, 1.0)
+    return (rows * unet + STEP_SECONDS) * (resolution / 512) ** 2
 
 
 @dataclass
