@@ -82,6 +82,37 @@ def test_events_previews_and_stop(tiny_cnn):
     assert "consistency" in events[1].losses
 
 
+def test_reflected_borders_draw_no_frame_and_version_1_styles_are_refused(tiny_cnn, tmp_path):
+    """A flat photo has no edges: with reflected borders in the backbone and the generator, nothing can tell the
+    border from the middle, so no frame is drawn (zero padding could, and styles drew dark right/bottom lines).
+    A style saved before (CPU style version 1, zero padding) is refused with a message, not loaded wrong."""
+    import json
+
+    from torch import nn
+
+    flat = torch.full((1, 3, 96, 128), 0.5)
+    gen = cnn_generator_for(tiny_cnn)
+    with torch.no_grad():
+        for p in gen.parameters():  # a trained-looking generator: no zero weights hiding the border
+            p.add_(0.3 * torch.randn_like(p, generator=torch.Generator().manual_seed(0)))
+        out = gen.eval()(tiny_cnn.extract(flat), flat)[0, 0]
+        assert float(out.max() - out.min()) < 1e-5
+        zeros = load_cnn_backbone(cnn.TINY_CNN, work_side=96, padding="zeros")
+        for m in gen.modules():
+            if isinstance(m, nn.Conv2d):
+                m.padding_mode = "zeros"
+        framed = gen(zeros.extract(flat), flat)[0, 0]
+        assert float(framed.max() - framed.min()) > 1e-3
+    assert tiny_cnn.fingerprint["padding"] == "reflect" and zeros.fingerprint["padding"] == "zeros"
+    photo, sketch = _card()
+    CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=1)).run().save(tmp_path / "v1")
+    config = json.loads((tmp_path / "v1" / "config.json").read_text())
+    del config["version"]  # what version 1 wrote
+    (tmp_path / "v1" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BadInputError, match="older version .CPU style version 1.*Train it again"):
+        load_style(tmp_path / "v1", tiny_cnn)
+
+
 def test_style_round_trip_and_apply(tiny_cnn, tmp_path):
     photo, sketch = _card()
     style = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config()).run()

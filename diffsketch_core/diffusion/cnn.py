@@ -13,7 +13,9 @@ generator. No diffusion, no text, no noise: one forward pass per photo, so it tr
 Random-weight backbones say so (`is_demo`); nothing ever swaps one in for real weights.
 
 Features are taken after the last ReLU of each stage (relu1_2 ... relu5_3), from an ImageNet-normalised [0, 1]
-RGB input. Photos are processed at `work_side` on their long side (256 by default: the cost of VGG16 grows with
+RGB input, every convolution padded by reflection rather than zeros (the weights are the same; zeros told the
+network where the border is, and styles learned to draw a frame there: style/cnn_generator.py). Photos are
+processed at `work_side` on their long side (256 by default: the cost of VGG16 grows with
 the pixels, so a 512^2 photo is read at 256 and the generator adds the full-resolution detail from the image).
 """
 
@@ -47,15 +49,17 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def _vgg_features(stages: list[list[int]]) -> tuple[nn.Sequential, dict[str, int], dict[str, int]]:
-    """torchvision's VGG `features` up to the last ReLU (the final pool is dropped): layers, tap index, tap width."""
+def _vgg_features(stages: list[list[int]], padding: str = "reflect") -> tuple[nn.Sequential, dict[str, int],
+                                                                              dict[str, int]]:
+    """torchvision's VGG `features` up to the last ReLU (the final pool is dropped): layers, tap index, tap width.
+    `padding`: the convolutions' padding mode (torchvision's is zeros)."""
     layers: list[nn.Module] = []
     taps, widths, cin = {}, {}, 3
     for s, widths_s in enumerate(stages):
         if s:
             layers.append(nn.MaxPool2d(2, 2))
         for w in widths_s:
-            layers += [nn.Conv2d(cin, w, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(cin, w, 3, padding=1, padding_mode=padding), nn.ReLU(inplace=True)]
             cin = w
         taps[TAP_NAMES[s]] = len(layers) - 1
         widths[TAP_NAMES[s]] = cin
@@ -79,12 +83,13 @@ class CNNBackbone:
     device: torch.device
     work_side: int = DEFAULT_WORK_SIDE
     kind: str = KIND
+    padding: str = "reflect"
 
     @property
     def fingerprint(self) -> dict:
         """What a trained style must match to be used with this backbone."""
         return {"kind": KIND, "arch": self.arch, "weights": self.weights, "source": self.source,
-                "taps": list(self.taps), "channels": [self.channels[t] for t in self.taps]}
+                "taps": list(self.taps), "channels": [self.channels[t] for t in self.taps], "padding": self.padding}
 
     @property
     def resolution(self) -> int:
@@ -92,10 +97,11 @@ class CNNBackbone:
 
     def work_size(self, w: int, h: int, side: int | None = None) -> tuple[int, int]:
         """(W, H) a w x h photo is read at: long side `side`, multiples of 16 (small photos are upscaled, so a style
-        always sees photos at the scale it was trained at)."""
+        always sees photos at the scale it was trained at). At least 32 px a side: the deepest taps (1/16) then
+        keep 2 px, which reflected padding needs."""
         side = side or self.work_side
         s = side / max(w, h)
-        return max(16, round(w * s / 16) * 16), max(16, round(h * s / 16) * 16)
+        return max(32, round(w * s / 16) * 16), max(32, round(h * s / 16) * 16)
 
     @torch.no_grad()
     def extract(self, rgb: torch.Tensor, taps: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
@@ -171,12 +177,15 @@ def _pretrained_state(source: str) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def load_cnn_backbone(source: str | None = None, device: str | torch.device | None = None,
-                      work_side: int = DEFAULT_WORK_SIDE, seed: int = 0) -> CNNBackbone:
+                      work_side: int = DEFAULT_WORK_SIDE, seed: int = 0, padding: str = "reflect") -> CNNBackbone:
+    """`padding`: "reflect" (what styles are trained on since CPU style version 2) or "zeros" (torchvision's)."""
+    if padding not in ("reflect", "zeros"):
+        raise ValueError(f"padding {padding!r}: 'reflect' or 'zeros'")
     source = source or VGG16
     dev = torch.device(device or "cpu")
     arch = TINY_CNN if source == TINY_CNN else VGG16
     torch.manual_seed(seed)
-    net, taps, widths = _vgg_features(_CFGS[arch])
+    net, taps, widths = _vgg_features(_CFGS[arch], padding)
     random_weights = source in (TINY_CNN, VGG16_RANDOM)
     where = source
     if not random_weights:
@@ -187,7 +196,7 @@ def load_cnn_backbone(source: str | None = None, device: str | torch.device | No
             raise MissingWeightsError(f"{where} does not hold VGG16 conv weights (missing {result.missing_keys[:3]}).")
     net = net.eval().requires_grad_(False).to(dev)
     return CNNBackbone(net, taps, widths, where, "random" if random_weights else "imagenet", arch,
-                       random_weights, dev, work_side)
+                       random_weights, dev, work_side, padding=padding)
 
 
 def resize_rgb(rgb: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

@@ -11,6 +11,14 @@ feature-fusing decoder up to the photo's own resolution.
 
 Because the last stage runs at the image's size, the backbone can read a photo at 256 px while the sketch is
 drawn at 512 px or at the photo's size.
+
+Borders (CPU style version 2): every 3x3 convolution reflects at the border, here and in the backbone
+(diffusion/cnn.py). With zero padding the RGB branch saw a black frame around every photo and VGG16 a frame of the
+mean colour, so the network could tell where the border is; trained on an example whose photo has a dark scan band
+at its right edge (BSDS500 train 100075: cols 476-480 at grey 35 against 92; about one BSDS500 photo in ten has
+such a band on a given side), a style learned "right border -> line" and drew it on any photo (measured: a flat
+grey photo came out with dark edges, right 0.50 against 0.82 in the middle; with reflection it stays flat).
+Version 1 styles (zero padding) are refused on load: their weights expect the other border features.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .generator import _conv_block, _gn
+
+CNN_STYLE_VERSION = 2  # 2: reflected borders in the backbone and the generator (see above)
 
 
 class _Project(nn.Sequential):
@@ -40,8 +50,16 @@ class CNNSketchGenerator(ModelMixin, ConfigMixin):
                  tap_channels: tuple[int, ...] = (128, 256, 512, 512), level1_taps: int = 2, level2_taps: int = 1,
                  level1_dim: int = 128, level2_dim: int = 96, decoder_reduce: int = 32,
                  decoder_widths: tuple[int, ...] = (48,), rgb_width: int = 16, final_width: int = 24,
-                 groups: int = 8, work_side: int = 256, backbone: dict | None = None):
+                 groups: int = 8, work_side: int = 256, backbone: dict | None = None, version: int = 1):
         super().__init__()
+        # a config without "version" was saved by version 1: loading it goes through here (load_style says why)
+        if version < CNN_STYLE_VERSION:
+            raise ValueError(f"this CPU style was made by an older version (CPU style version {version}: VGG16 read "
+                             "with zero-padded borders); this version reads borders reflected, so the style would "
+                             "draw wrong sketches. Train it again from its photo and sketch.")
+        if version > CNN_STYLE_VERSION:
+            raise ValueError(f"this CPU style was saved by a newer version (CPU style version {version}); please "
+                             "update.")
         n = len(tap_names)
         if n != len(tap_channels) or level1_taps + level2_taps > n or level1_taps < 1 or level2_taps < 1:
             raise ValueError("CNNSketchGenerator needs one channel count per tap and at least one tap per level")
@@ -65,6 +83,9 @@ class CNNSketchGenerator(ModelMixin, ConfigMixin):
             cin = w
         self.rgb = nn.Sequential(_conv_block(3, rgb_width, 4), _conv_block(rgb_width, rgb_width, 4))
         self.final = nn.Sequential(_conv_block(cin + rgb_width + 3, final_width, 4), nn.Conv2d(final_width, 1, 1))
+        for m in self.modules():  # the shared conv block pads with zeros; the mode is a per-layer attribute
+            if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+                m.padding_mode = "reflect"
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -98,7 +119,8 @@ def cnn_generator_for(backbone, **overrides) -> CNNSketchGenerator:
     """A generator sized for `backbone` (tap widths read off it), smaller for the tiny test CNN."""
     taps = ("relu2", "relu3", "relu4", "relu5")
     cfg = dict(tap_names=taps, tap_channels=tuple(backbone.channels[t] for t in taps),
-               work_side=backbone.work_side, backbone=backbone.fingerprint)
+               work_side=backbone.work_side, backbone=backbone.fingerprint,
+               version=CNN_STYLE_VERSION)
     if max(backbone.channels.values()) < 64:
         cfg |= dict(level1_dim=16, level2_dim=16, decoder_reduce=8, decoder_widths=(8,), rgb_width=4,
                     final_width=8, groups=4)
