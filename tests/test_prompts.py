@@ -104,7 +104,8 @@ def captioner_dir(tmp_path_factory):
         model.text_decoder.cls.predictions.bias[: len(SPECIAL)] = -1e4
     folder = tmp_path_factory.mktemp("captioner")
     model.save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(folder)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok)
+    processor.save_pretrained(folder)
     return folder
 
 
@@ -175,7 +176,8 @@ def test_style_tab_prompt_options_and_caption_button(captioner_dir, pair, tmp_pa
                                                                                        "uncond_prompt": "tags"}
     with pytest.raises(style.gr.Error, match="Unconditional half"):
         style.advanced_techniques("", "", "canny", 0, "", False, 0, True, "negative")
-    assert style.advanced_techniques("", "", "canny", 0, "", False, 0, False, "empty", " tiny ") == {"ip_adapter": "tiny"}
+    ip = style.advanced_techniques("", "", "canny", 0, "", False, 0, False, "empty", " tiny ")
+    assert ip == {"ip_adapter": "tiny"}
     assert all(t in style.techniques_status() for t in ("Fine-grained prompt", "Captioner", "IP-Adapter"))
     pair[0].save(tmp_path / "photo.png")
     photo = uploaded(tmp_path / "photo.png")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from diffsketch_core.diffusion.captioner import shared_captioner
 from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.style.photo2sketch import PhotoToSketch, finish
 from diffsketch_core.style.store import load_style
@@ -62,8 +63,6 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
             text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
             each = None
             if isinstance(captioner, str) and captioner.strip():  # issue 16: a caption per photo, when one is named
-                from diffsketch_core.diffusion.captioner import shared_captioner
-
                 each = shared_captioner(captioner.strip(), "cpu")
             model = PhotoToSketch(load_style(style_dir, bb), bb, text, captioner=each)
     except DiffSketchError as exc:

@@ -143,7 +143,8 @@ def advanced_techniques(taps, controlnet, control_image, control_steps, lora, am
     return out
 
 
-UNCOND_CHOICES = [("empty prompt (DiffSketch)", "empty"), ("quality tags", "tags"), ("the prompt (GATE literally)", "prompt")]
+UNCOND_CHOICES = [("empty prompt (DiffSketch)", "empty"), ("quality tags", "tags"),
+                  ("the prompt (GATE literally)", "prompt")]
 
 
 def caption_photo(photo, captioner, request: gr.Request | None = None) -> str:

@@ -40,7 +40,8 @@ class PromptOptions:
 
     def __post_init__(self) -> None:
         if self.uncond not in UNCOND_CHOICES:
-            raise ValueError(f"Unknown unconditional prompt {self.uncond!r}; choose one of {', '.join(UNCOND_CHOICES)}.")
+            raise ValueError(f"Unknown unconditional prompt {self.uncond!r}; choose one of "
+                             f"{', '.join(UNCOND_CHOICES)}.")
 
     @property
     def is_default(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from ..images import ImageLike, load_image
 from .store import Style, load_style
 from .extraction import StyleExtraction, bucket_specs
 from .training import DEFAULT_CAPTION, example_seed
+
+if TYPE_CHECKING:
+    from ..diffusion.captioner import Captioner
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -50,7 +53,7 @@ class PhotoToSketch:
     unconditional half is extracted with; diffusion/prompts.py) are applied to whichever caption is used."""
 
     def __init__(self, style: Style, backbone: Backbone, caption: str | None = None, seed: int | None = None,
-                 max_batch: int = 26, captioner=None):
+                 max_batch: int = 26, captioner: Captioner | None = None):
         self.style, self.bb = style, backbone
         train_seed = int(style.meta.get("seed", 50)) if seed is None else seed
         self.seed = example_seed(train_seed)
