@@ -85,3 +85,13 @@ def test_missing_ip_adapter_says_what_to_set(tiny_backbone, tmp_path, monkeypatc
     assert "HF_HUB_OFFLINE" in str(err.value)
     with pytest.raises(MissingWeightsError, match="no ip-adapter_sd15.safetensors"):
         load_ip_adapter(str(tmp_path), tiny_backbone)
+
+
+def test_ip_adapter_is_a_source_of_its_own_when_amalgamating():
+    from diffsketch_core.style.extraction import bucket_specs
+
+    ip = {"source": "tiny", "scale": 1.0}
+    assert bucket_specs(None, None, ip_adapter=ip) == [{"control": None, "lora": None, "seed_offset": 0,
+                                                        "ip_adapter": ip}]
+    assert [b.get("ip_adapter") for b in bucket_specs(None, None, True, 1, ip)] == [None, ip, None]
+    assert "ip_adapter" not in bucket_specs(None, None)[0]  # styles without one keep their old records
