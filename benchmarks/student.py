@@ -6,9 +6,10 @@
 Measures, as run:
 - seconds per photo at 512x512, batch 1 (median over --time-photos photos, after one warm-up) and batch 8 (one
   batch of 8 photos through the network; XDoG has no batch form, so 8 photos one after another), for the student,
-  HED, PiDiNet and XDoG, all in this process with the same thread count;
+  HED, PiDiNet and XDoG, all in this process with the same thread count; the student as the Fast extractor runs
+  it (ONNX Runtime where installed), in PyTorch (channels-last), and in ONNX Runtime on one thread;
 - the student against the teacher on --n photos: LPIPS(alex) between the two sketches and SSIM (skimage, on the
-  ink maps, data range 1);
+  ink maps, data range 1), drawn by the Fast extractor's runtime;
 - the boundary F-score (ODS: one threshold for the whole set) of student and teacher on BSDS500's human
   annotations. The maps are computed at 512x512 and resized back to the photo's own size; each threshold's
   binary map is thinned to one-pixel lines; a predicted pixel is correct when an annotator's boundary lies within
@@ -72,8 +73,14 @@ def timings(imgs: list[Image.Image], batch8: list[Image.Image], stud) -> dict[st
     hed_net = hed._load(str(hed.weights_path()))
     pidi = pidinet._load(pidinet._where()).netNetwork.eval()
 
+    fast_run = student.runner(stud)  # what the Fast extractor runs: ONNX Runtime where installed, else PyTorch
+
     @torch.inference_mode()
     def run_student(x):
+        return fast_run(x)
+
+    @torch.inference_mode()
+    def run_student_torch(x):
         return stud(x.contiguous(memory_format=torch.channels_last))
 
     @torch.inference_mode()
@@ -87,7 +94,12 @@ def timings(imgs: list[Image.Image], batch8: list[Image.Image], stud) -> dict[st
     out = {}
     one = [_tensor([i]) for i in imgs]
     many = _tensor(batch8)
-    for name, fn in [("student", run_student), ("HED", run_hed), ("PiDiNet", run_pidi)]:
+    runtime = "ONNX Runtime" if isinstance(fast_run, student.OnnxStudent) else "PyTorch"
+    rows = [(f"student ({runtime})", run_student), ("student (PyTorch, channels-last)", run_student_torch)]
+    if isinstance(fast_run, student.OnnxStudent) and torch.get_num_threads() > 1:
+        one_thread = student.OnnxStudent(stud, 1)  # on a shared CPU one thread can beat two (threads wait on each other)
+        rows.append(("student (ONNX Runtime, 1 thread)", lambda x: one_thread(x)))
+    for name, fn in [*rows, ("HED", run_hed), ("PiDiNet", run_pidi)]:
         out[name] = (_median_time(fn, one), _batch_time(fn, many))
         print(f"  {name}: {out[name][0]:.3f} s/photo at batch 1, {out[name][1]:.3f} at batch 8", flush=True)
     b1 = _median_time(xdog.edges, imgs)
@@ -144,6 +156,7 @@ def quality(photos: list[Path], teacher_dir: Path, stud, size: int, grid: Path |
     from skimage.metrics import structural_similarity
 
     lp = load_lpips()
+    run = student.runner(stud)  # the Fast extractor's runtime, so the quality is that of what the app draws
     lpips_v, ssim_v = [], []
     counts = {"student": 0, "HED": 0}
     rows = []
@@ -153,7 +166,7 @@ def quality(photos: list[Path], teacher_dir: Path, stud, size: int, grid: Path |
         small = photo.resize((size, size), Image.Resampling.LANCZOS)
         teacher = np.asarray(Image.open(teacher_dir / f"{key}.ink.png"), dtype=np.float32) / 255.0
         with torch.inference_mode():
-            s = stud(_tensor([small]).contiguous(memory_format=torch.channels_last))[0, 0].float().numpy()
+            s = run(_tensor([small]))[0, 0].float().numpy()
             a = torch.from_numpy(1 - 2 * s)[None, None].expand(1, 3, -1, -1)
             b = torch.from_numpy(1 - 2 * teacher)[None, None].expand(1, 3, -1, -1)
             lpips_v.append(float(lp(a, b)))

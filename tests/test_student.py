@@ -63,6 +63,29 @@ def test_student_keeps_any_size_and_refuses_wrong_channels():
     assert 500_000 < n_params(SketchStudent()) < 3_000_000  # the default is inside the budget
 
 
+def test_fast_runtime_draws_what_pytorch_draws_and_falls_back(monkeypatch):
+    import importlib.util
+
+    model = SketchStudent(**TINY).eval()
+    x = torch.rand(1, 3, 37, 50)
+    with torch.inference_mode():
+        ref = model(x)
+        run = fast.runner(model)
+        onnx_here = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))  # both in requirements.txt
+        assert isinstance(run, fast.OnnxStudent) == bool(onnx_here)
+        assert fast.runner(model) is run  # built once per model and thread count
+        for h, w in [(37, 50), (17, 9), (64, 48)]:  # any size, though exported at 64x64
+            y = torch.rand(2, 3, h, w)
+            torch.testing.assert_close(run(y), model(y), atol=1e-5, rtol=0)
+        monkeypatch.setenv(fast.RUNTIME_ENV, "torch")
+        assert not isinstance(fast.runner(model), fast.OnnxStudent)
+        torch.testing.assert_close(fast.runner(model)(x), ref)
+        monkeypatch.delenv(fast.RUNTIME_ENV)
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: PyTorch runs it
+        other = SketchStudent(**TINY).eval()
+        assert not isinstance(fast.runner(other), fast.OnnxStudent) and fast.runner(other)(x).shape == (1, 1, 37, 50)
+
+
 def test_scan_photos_skips_and_counts_bad_files(photo_folder, tmp_path):
     found = distill.scan_photos(photo_folder)
     assert [p.name for p in found.photos] == ["p0.png", "p1.png", "p2.png"]
