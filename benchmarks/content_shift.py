@@ -8,8 +8,9 @@
    guideline.
 2. Cost: UNet and ControlNet passes and seconds of one photo's feature extraction (13 timesteps x [uncond, cond])
    with each technique, and with amalgamation (plain + ControlNet + LoRA as three sources, as a style trained with
-   --amalgamate extracts them), on the sd15-shaped backbone (real SD-1.5 configs, random weights: cost does not
-   depend on values), and the ratio to plain extraction, measured in rounds of every row in turn.
+   --amalgamate extracts them) or an IP-Adapter (its ViT-H/14 image encoder included), on the sd15-shaped backbone
+   (real SD-1.5 configs, random weights: cost does not depend on values), and the ratio to plain extraction,
+   measured in rounds of every row in turn.
 
     python benchmarks/content_shift.py --photos 4 --cost-resolution 256
     python benchmarks/content_shift.py --skip-proxy --cost-resolution 128 --rows controlnet amalgamation --repeats 3
@@ -21,6 +22,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ from benchmarks._util import machine  # noqa: E402
 from diffsketch_core.diffusion.backbone import load_backbone  # noqa: E402
 from diffsketch_core.diffusion.controlnet import Control, load_controlnet, residuals, tiny_controlnet  # noqa: E402
 from diffsketch_core.diffusion.features import FeatureExtractor, image_to_tensor  # noqa: E402
+from diffsketch_core.diffusion.ip_adapter import IPAdapter, tiny_ip_adapter  # noqa: E402
 from diffsketch_core.diffusion.lora import LoRA, load_lora  # noqa: E402
 from diffsketch_core.diffusion.sampling import img2img  # noqa: E402
 from diffsketch_core.perceptual import load_lpips  # noqa: E402
@@ -94,6 +97,21 @@ def _made_lora(unet, rank: int = 8) -> LoRA:
     return LoRA(pairs, "random")
 
 
+def _random_ip_adapter(unet) -> IPAdapter:
+    """A random plain IP-Adapter of SD-1.5's shapes, its image encoder ViT-H/14-shaped (h94/IP-Adapter's); cost only."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    shaped = tiny_ip_adapter(unet)  # the per-layer key layout; widths replaced below
+    dim, width = unet.config.cross_attention_dim, 1024
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, image_size=224,
+        patch_size=14, projection_dim=width, hidden_act="gelu"))
+    state = {"image_proj": {"proj.weight": torch.randn(4 * dim, width) * 0.01, "proj.bias": torch.zeros(4 * dim),
+                            "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)},
+             "ip_adapter": {k: torch.randn_like(v) * 0.01 for k, v in shaped.state["ip_adapter"].items()}}
+    return IPAdapter(state, encoder.eval().requires_grad_(False), CLIPImageProcessor(), "random")
+
+
 def cost(args) -> None:
     bb = load_backbone(args.cost_backbone)
     res = args.cost_resolution
@@ -112,11 +130,14 @@ def cost(args) -> None:
               f"ControlNet + GATE {args.gate_steps} steps": [{"control": Control(cn, "random", steps=args.gate_steps)}],
               "LoRA (rank 8, all attention)": [{"lora": lora}],
               "amalgamation: plain + ControlNet + LoRA (3 sources)": [{}, {"control": Control(cn, "random")},
-                                                                      {"lora": lora}]}
-    keys = dict(zip(setups, ("plain", "controlnet", "gate", "lora", "amalgamation")))
+                                                                      {"lora": lora}],
+              "IP-Adapter (+ 1 ViT-H/14 image-encoder pass)": [{"ip": True}]}
+    keys = dict(zip(setups, ("plain", "controlnet", "gate", "lora", "amalgamation", "ipadapter")))
     wanted = [name for name in setups if name == "plain" or not args.rows or keys[name] in args.rows]
-    extractors = {name: [FeatureExtractor(bb, max_batch=args.max_batch, **kw) for kw in setups[name]]
-                  for name in wanted}
+    ip = _random_ip_adapter(bb.unet) if any(keys[n] == "ipadapter" for n in wanted) else None
+    photo = Image.fromarray(((image[0].permute(1, 2, 0) + 1) * 127.5).byte().numpy())
+    extractors = {name: [FeatureExtractor(bb, max_batch=args.max_batch, **{k: v for k, v in kw.items() if k != "ip"})
+                         for kw in setups[name]] for name in wanted}
     times: dict[str, list[float]] = {name: [] for name in wanted}
     counted: dict[str, dict] = {}
     # rounds of every row in turn: on a shared CPU a row and plain measured in the same round saw about the same
@@ -128,7 +149,9 @@ def cost(args) -> None:
             with torch.no_grad():
                 z0 = extractors[name][0].encode(image.to(bb.device))
                 for k, (ex, kw) in enumerate(zip(extractors[name], setups[name])):
-                    ex.unet_features(z0, cond, uncond, seed=k, control_image=control_image if "control" in kw else None)
+                    with ip.applied(bb.unet, ip.embed([photo]), 26) if kw.get("ip") else nullcontext():
+                        ex.unet_features(z0, cond, uncond, seed=k,
+                                         control_image=control_image if "control" in kw else None)
             times[name].append(time.perf_counter() - start)
             counted[name] = dict(passes)
     for h in hooks:
@@ -162,7 +185,8 @@ def main() -> None:
     p.add_argument("--gate-steps", type=int, default=3)
     p.add_argument("--max-batch", type=int, default=26)
     p.add_argument("--repeats", type=int, default=1, help="rounds of every cost row in turn")
-    p.add_argument("--rows", nargs="*", default=None, choices=["controlnet", "gate", "lora", "amalgamation"],
+    p.add_argument("--rows", nargs="*", default=None,
+                   choices=["controlnet", "gate", "lora", "amalgamation", "ipadapter"],
                    help="cost rows to measure besides plain (default: all)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-cost", action="store_true")

@@ -68,7 +68,8 @@ class IPAdapter:
         handle = None
         try:
             try:
-                unet._load_ip_adapter_weights([self.state], low_cpu_mem_usage=False)
+                with _quiet_diffusers():  # its closing unet.to(dtype) warns on every call about fp32 modules (none)
+                    unet._load_ip_adapter_weights([self.state], low_cpu_mem_usage=False)
             except (KeyError, RuntimeError) as exc:  # names or widths of another UNet
                 raise BadInputError(f"IP-Adapter {self.source} does not fit the loaded backbone ({type(exc).__name__}: "
                                     f"{exc}); it must be made for it (ip-adapter_sd15 for SD 1.x).") from None
@@ -83,6 +84,18 @@ class IPAdapter:
             unet.set_attn_processor(saved[0])
             unet.encoder_hid_proj = saved[1]
             unet.config.encoder_hid_dim_type = saved[2]  # diffusers sets it as an attribute too
+
+
+@contextmanager
+def _quiet_diffusers():
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 def tiny_ip_adapter(unet: torch.nn.Module, seed: int = 0) -> IPAdapter:
