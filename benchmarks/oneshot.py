@@ -19,7 +19,9 @@ BSDS benchmark's). Next to PiDiNet and HED (trained on all of BSDS500) and Canny
 Results go to runs/oneshot/results.jsonl as they are measured (a rerun skips runs already there), tables are
 printed at the end, picture grids go to assets/benchmarks/oneshot_*.png.
 
-    nice -n 5 python benchmarks/oneshot.py --test 50 --iterations 120      # the README figures
+    nice -n 5 python benchmarks/oneshot.py --test 50 --iterations 120      # the README figures, or in two processes:
+    nice -n 10 python -m benchmarks.oneshot --examples 1 & nice -n 10 python -m benchmarks.oneshot --extra-only
+    python -m benchmarks.oneshot --report                                  # then the tables of both
     python benchmarks/oneshot.py --test 4 --iterations 5 --examples 1      # a check of the script itself
 """
 
@@ -373,10 +375,16 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "oneshot"), help="results.jsonl and trained styles")
     p.add_argument("--no-grids", action="store_true", help="leave assets/benchmarks alone")
     p.add_argument("--report", action="store_true", help="only print the tables of results.jsonl")
+    p.add_argument("--extra-only", action="store_true", help="only examples 2..--examples (a second process can "
+                   "run them beside the main rows; both append to the same results.jsonl)")
     args = p.parse_args()
     torch.set_num_threads(1)
     bench = Bench(args)
-    if not args.report:
+    if args.extra_only:
+        for ex in EXAMPLES[1:args.examples]:
+            for style in args.styles:
+                bench.style_run(style, VGG16, ex)
+    elif not args.report:
         print(f"machine: {machine()}; {len(bench.test_ids)} test photos at {WORK} px long side; "
               f"{args.iterations} iterations per style", flush=True)
         bench.floors()
