@@ -16,9 +16,10 @@ Borders (CPU style version 2): every 3x3 convolution reflects at the border, her
 (diffusion/cnn.py). With zero padding the RGB branch saw a black frame around every photo and VGG16 a frame of the
 mean colour, so the network could tell where the border is; trained on an example whose photo has a dark scan band
 at its right edge (BSDS500 train 100075: cols 476-480 at grey 35 against 92; about one BSDS500 photo in ten has
-such a band on a given side), a style learned "right border -> line" and drew it on any photo (measured: a flat
-grey photo came out with dark edges, right 0.50 against 0.82 in the middle; with reflection it stays flat).
-Version 1 styles (zero padding) are refused on load: their weights expect the other border features.
+such a band on a given side, and the extractors draw it), a style learned "right border -> line" as a prior of
+its own (measured: a flat grey photo came out with dark edges, right 0.50 against 0.82 in the middle; with
+reflection it stays flat, and the lines left at a border are the photo's own). Version 1 styles (zero padding)
+are refused on load: their weights expect the other border features.
 """
 
 from __future__ import annotations
