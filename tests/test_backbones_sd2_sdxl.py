@@ -77,7 +77,7 @@ def test_gate_step_on_sd2_matches_diffusers_ddim_with_v_prediction(sd2):
     image = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(2))
     ours = ex._guided_step(x, emb, t, image)
     with torch.no_grad():
-        v = sd2.unet(x, t, encoder_hidden_states=emb, **residuals(control, x, t, emb, image)).sample
+        v = sd2.unet(x, t, encoder_hidden_states=emb, **residuals(control, x, t, {"encoder_hidden_states": emb}, image)).sample
     sched = sd_scheduler(dict(sd2.scheduler.config))
     sched.set_timesteps(1000)  # one-timestep DDIM steps
     expected = sched.step(v, 501, x, eta=0.0).prev_sample

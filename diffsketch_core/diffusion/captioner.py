@@ -28,9 +28,10 @@ MAX_NEW_TOKENS = 30  # a caption, not a paragraph: CLIP's tokenizer keeps 77 tok
 MAX_CHARS = 300
 
 
-def captioner_model() -> str | None:
-    """$DIFFSKETCH_CAPTIONER, or None: no captioner unless the user names one."""
-    return os.environ.get(CAPTIONER_ENV, "").strip() or None
+def captioner_model(named: str | None = None) -> str | None:
+    """The captioner the user named (`named`, e.g. --captioner), else $DIFFSKETCH_CAPTIONER, else None: no
+    captioner unless the user names one."""
+    return (named or "").strip() or os.environ.get(CAPTIONER_ENV, "").strip() or None
 
 
 def _missing(source: str, why: str) -> MissingWeightsError:

@@ -106,11 +106,9 @@ def control_tensor(edges_img, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(arr)[None, None].expand(1, 3, -1, -1).contiguous()
 
 
-def residuals(control: Control, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | dict, image: torch.Tensor):
+def residuals(control: Control, x: torch.Tensor, t: torch.Tensor, cond: dict, image: torch.Tensor):
     """The ControlNet's (down residuals, mid residual) for one UNet forward; image: (N, 3, H, W). cond: the UNet's
-    condition keywords (`Backbone.unet_kwargs`: an SDXL ControlNet takes the same added conditions), or the text
-    hidden states alone."""
-    cond = cond if isinstance(cond, dict) else {"encoder_hidden_states": cond}
+    condition keywords (`Backbone.unet_kwargs`: an SDXL ControlNet takes the same added conditions)."""
     down, mid = control.model(x, t, **cond, controlnet_cond=image.to(x.device, x.dtype),
                               conditioning_scale=control.scale, return_dict=False)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

@@ -19,7 +19,7 @@ weights for the demo backbone and tests (never a stand-in for real weights).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -156,9 +156,7 @@ def load_ip_adapter(source: str, backbone: Backbone, scale: float = 1.0) -> IPAd
     if source == TINY:
         if not backbone.is_demo:
             raise _missing(source, "the random test IP-Adapter only goes with a random (demo) backbone")
-        adapter = tiny_ip_adapter(backbone.unet)
-        adapter.scale = scale
-        return adapter
+        return replace(tiny_ip_adapter(backbone.unet), scale=scale)
     from safetensors.torch import load_file
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 

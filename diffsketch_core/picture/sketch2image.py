@@ -152,7 +152,7 @@ class _Sampler:
             self.control_image = torch.cat([img, img]) if self.cfg_on else img
 
     @torch.no_grad()
-    def eps(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = torch.cat([latents, latents]) if self.cfg_on else latents
         extra = {}
         cond = self.bb.unet_kwargs(self.embeds, tuple(latents.shape[-2:]))  # SDXL: pooled embedding and time ids too
@@ -164,13 +164,13 @@ class _Sampler:
             self.cost.controlnet_calls += 1
             self.cost.controlnet_seconds += _synced() - started
         started = time.perf_counter()
-        eps = self.bb.unet(x, t, **cond, **extra).sample  # the model's output: epsilon or v (split_prediction)
+        pred = self.bb.unet(x, t, **cond, **extra).sample  # the model's output: epsilon or v (split_prediction)
         self.cost.unet_calls += 1
         self.cost.unet_seconds += _synced() - started
         if self.cfg_on:
-            u, c = eps.chunk(2)
-            eps = u + self.cfg.cfg * (c - u)
-        return eps
+            u, c = pred.chunk(2)
+            pred = u + self.cfg.cfg * (c - u)
+        return pred
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> RGB in about [0, 1] (not clamped: clamping would cut the guidance gradient)."""
@@ -254,7 +254,7 @@ def sketch_to_image(backbone: Backbone, sketch: ImageLike, config: PictureConfig
             a = alphas[int(t)]
             prev = int(t) - stride
             a_prev = alphas[prev] if prev >= 0 else sched.final_alpha_cumprod.to(backbone.device)
-            x0, eps = split_prediction(sampler.eps(latents, t), latents, a, backbone.prediction_type)
+            x0, eps = split_prediction(sampler.predict(latents, t), latents, a, backbone.prediction_type)
             frac = i / len(todo)
             guided = config.sketch_scale > 0 and config.guide_start <= frac < config.guide_end
             loss = None

@@ -11,6 +11,7 @@ Sketch rebuilds exactly this.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -55,8 +56,7 @@ def load_ip_spec(spec: dict | None, backbone: Backbone, cache: dict) -> IPAdapte
     key = ("ip-adapter", spec["source"])  # the cache also holds ControlNets by source; "tiny" names both
     if key not in cache:
         cache[key] = load_ip_adapter(spec["source"], backbone)
-    adapter = cache[key]
-    return IPAdapter(adapter.state, adapter.encoder, adapter.processor, adapter.source, float(spec.get("scale", 1.0)))
+    return replace(cache[key], scale=float(spec.get("scale", 1.0)))
 
 
 def make_control_image(image: Image.Image, method: str, res: int) -> torch.Tensor:

@@ -179,7 +179,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.caption_each:  # before the backbone: a missing captioner is said at once
         from ..diffusion.captioner import captioner_model, load_captioner
 
-        source = (args.captioner or "").strip() or captioner_model()
+        source = captioner_model(args.captioner)
         if not source:
             raise BadInputError("--caption-each needs a captioner: --captioner or $DIFFSKETCH_CAPTIONER.")
         captioner = load_captioner(source)

@@ -409,7 +409,7 @@ def caption_photo(photo: ImageLike, captioner: str | None = None) -> str:
     named: a captioner is never loaded, nor downloaded, unless the user asks for one."""
     from ..diffusion.captioner import captioner_model, load_captioner
 
-    source = (captioner or "").strip() or captioner_model()
+    source = captioner_model(captioner)
     if not source:
         return ""
     return load_captioner(source).caption(load_image(photo).image)
