@@ -152,6 +152,11 @@ def test_draw_strokes_gives_pngs_svg_and_downloads():
     assert any(f.endswith(".npz") for f in files) and any(f.endswith(".zip") for f in files)
     with pytest.raises(gr.Error, match="Unknown class"):
         strokes.draw_strokes("dragon", 2, "ddim", 1)
+    assert "recognisability guidance 0.15" in info
+    _, _, plain, _ = strokes.draw_strokes("apple", 1, "skip", 1, req("draw"), classifier_guidance=0)
+    assert "guidance" not in plain and "network evaluations per sketch" in plain
+    with pytest.raises(gr.Error, match="Recognisability guidance must be between 0 and 0.3"):
+        strokes.draw_strokes("apple", 1, "skip", 1, classifier_guidance=0.9)
 
 
 @pytest.mark.skipif(not common.STROKES_READY, reason="no stroke checkpoint")

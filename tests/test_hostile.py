@@ -345,17 +345,17 @@ def _app_error(client, *args, api_name) -> str:
 
 @needs_strokes
 def test_live_the_file_path_string_is_refused_and_the_app_keeps_serving(server, client):
-    said = _app_error(client, json.dumps(SERVER_FILE), None, "auto", "rectify", 0.3, 0.5, 0, False,
+    said = _app_error(client, json.dumps(SERVER_FILE), None, "auto", "rectify", 0.3, 0.5, 0, False, 0.15,
                       api_name="/rectify")
     assert "not a drawing" in said
     # a file named by path in the upload slot, over plain REST: the same sentence whether it exists or not
     answers = {rest(server, "rectify", ["[]", {"path": p, "meta": {"_type": "gradio.FileData"}}, "auto", "rectify",
-                                         0.3, 0.5, 0, False]) for p in (SERVER_FILE, NO_FILE)}
+                                         0.3, 0.5, 0, False, 0.15]) for p in (SERVER_FILE, NO_FILE)}
     assert len(answers) == 1
     event, data = answers.pop()
     assert event == "error" and "uploaded through the app" in data and "/etc" not in data
     event, data = rest(server, "rectify", [], raw='{"data": ["[[[1, 1], [60, 60]]]", null, "auto", "rectify", 0.3, '
-                                                   'NaN, 0, false]}')
+                                                   'NaN, 0, false, 0.15]}')
     assert event == "error" and "finite" in data  # NaN guidance over raw REST
     _normal_request_works(client)
 
@@ -365,7 +365,7 @@ def test_live_noise_image_answers_within_seconds(client, noise_png):
     from gradio_client import handle_file
 
     start = time.perf_counter()
-    said = _app_error(client, "[]", handle_file(str(noise_png)), "auto", "rectify", 0.3, 0.5, 0, False,
+    said = _app_error(client, "[]", handle_file(str(noise_png)), "auto", "rectify", 0.3, 0.5, 0, False, 0.15,
                       api_name="/rectify")
     assert "looks like noise" in said or "too much ink" in said
     assert time.perf_counter() - start < 10
@@ -404,7 +404,7 @@ def test_live_rest_calls_leave_no_folder_behind(server):
         event, _ = rest(server, "method_note", ["canny"])
         assert event == "complete"
         if common.STROKES_READY:
-            assert rest(server, "draw_strokes", ["any", 1, "ddim", 0])[0] == "complete"
+            assert rest(server, "draw_strokes", ["any", 1, "ddim", 0, 0.15])[0] == "complete"
     written = list(common.WORK.glob("*/out-*"))
     assert len(written) >= 3  # the calls did leave their outputs (so this test can fail)
     common.sweep(now=time.time() + later)

@@ -61,11 +61,11 @@ def _rigged(bias: float) -> RecognizabilityNet:
 def test_skip_sampler_is_cheaper_than_ddim30_and_deterministic():
     m = tiny_model()
     labels = torch.tensor([0, 1])
-    low = skip_sample(m, _rigged(-5.0), labels, jump=100, fine=20, seed=1)  # never recognisable: always jump
+    low = skip_sample(m, _rigged(-5.0), labels, jump=100, fine=20, seed=1, max_nfe=None)  # never recognisable: always jump
     assert low.nfe == 10 and low.timesteps[:3] == [999, 899, 799]
-    high = skip_sample(m, _rigged(5.0), labels, jump=100, fine=20, seed=1)  # recognisable: fine steps
+    high = skip_sample(m, _rigged(5.0), labels, jump=100, fine=20, seed=1, max_nfe=None)  # recognisable: fine steps
     assert high.nfe == 50 and high.timesteps[1] == 979
-    again = skip_sample(m, _rigged(-5.0), labels, jump=100, fine=20, seed=1)
+    again = skip_sample(m, _rigged(-5.0), labels, jump=100, fine=20, seed=1, max_nfe=None)
     assert torch.equal(low.offsets, again.offsets) and low.nfe < len(uniform_timesteps(30))
 
 
@@ -77,9 +77,17 @@ def test_skip_sampler_switches_once_and_stops_asking_h():
     h.register_forward_hook(lambda mod, args, out: calls.append(int(args[3][0])))
     real = h.forward
     h.forward = lambda x0, eps, logits, t: real(x0, eps, logits, t) + torch.where(t <= 600, 5.0, -5.0)
-    res = skip_sample(tiny_model(), h, torch.tensor([0, 1]), jump=200, fine=100, threshold=0.5, seed=0)
+    res = skip_sample(tiny_model(), h, torch.tensor([0, 1]), jump=200, fine=100, threshold=0.5, seed=0,
+                      max_nfe=None)
     assert res.timesteps == [999, 799, 599, 499, 399, 299, 199, 99]
     assert calls == [999, 799, 599]
+
+
+def test_skip_sampler_keeps_to_its_evaluation_budget():
+    """Recognisable from the start (fine steps of 20 would take 50 evaluations): the steps widen to fit max_nfe."""
+    res = skip_sample(tiny_model(), _rigged(5.0), torch.tensor([0, 1]), jump=100, fine=20, seed=1, max_nfe=6)
+    assert res.nfe == 6 and res.timesteps[0] == 999 and res.timesteps == sorted(set(res.timesteps), reverse=True)
+    assert skip_sample(tiny_model(), _rigged(-5.0), torch.tensor([0]), jump=250, seed=1).nfe == 4  # jumps fit
 
 
 def test_generate_with_skip_and_schedule_samplers():

@@ -101,3 +101,19 @@ def test_rectify_leaves_a_clean_drawing_clean(perceptual):
     assert mean_point_distance(res.rough, res.sketch) < 1.5
     assert turning(res.sketch) < 1.1 * turning(res.rough)
     assert res.confidence_after > res.confidence_before - 0.1
+
+
+def test_classifier_guidance_makes_sketches_the_independent_judge_recognises():
+    """Guided through sketch_classifier, judged by sketch_classifier_eval (which never guides): on the test split
+    the default sampler went from 46% to 86% recognised by the judge (400 sketches); 2 per class must show it."""
+    from diffsketch_core.strokes.classifier import load_classifier
+
+    judge = load_classifier(CHECKPOINTS / "sketch_classifier_eval")
+    names = [c for c in load_stroke_model().config.class_names for _ in range(2)]
+    labels = np.array([judge.class_index(c) for c in names])
+    hits = {}
+    for rate in (0.0, 0.15):
+        gen = generate(names, sampler="skip", seed=0, classifier_guidance=rate)
+        hits[rate] = float((judge.predict(gen.sketches)[0].argmax(1) == labels).mean())
+        assert gen.nfe <= 6
+    assert hits[0.15] > hits[0.0] + 0.15, hits

@@ -11,13 +11,16 @@ from diffsketch_core.jobs import Deadline
 from diffsketch_core.perceptual import lpips_needs
 from diffsketch_core.strokes import loaders as stroke_loaders
 from diffsketch_core.strokes.export import export as export_sketches
-from diffsketch_core.strokes.rectify import heal, rectify
+from diffsketch_core.strokes.rectify import RECTIFY_CLASSIFIER_GUIDANCE, heal, rectify
 
 from . import canvas as canvas_component
 from .common import (as_choice, as_float, as_seed, fail, output_dir, received, stroke_classes, stroke_classifier,
                      svg_grid, while_connected)
 
 GUIDANCE_LABEL = "Guidance (how much it keeps your lines)"
+CLASS_PULL_LABEL = "Recognisability guidance"
+CLASS_PULL_INFO = ("Pulls the result toward what the sketch classifier recognises as the class (0 = off). A light "
+                   "touch-up gets little of it; a drawing redrawn from far gets all of it.")
 
 
 def guidance_info() -> str:
@@ -40,11 +43,12 @@ def _rough_input(canvas_value, upload: str | None):
 
 
 def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, seed, auto_strength: bool = False,
-                   request: gr.Request | None = None):
+                   request: gr.Request | None = None, classifier_guidance: float = RECTIFY_CLASSIFIER_GUIDANCE):
     """-> (before PNG, after PNG, animated SVG HTML, info, downloads)."""
     mode = as_choice(mode, MODES, "Mode")
     seed = as_seed(seed)
     guidance = as_float(guidance, GUIDANCE_LABEL.split(" (")[0], 0.0, 4.0)
+    classifier_guidance = as_float(classifier_guidance, CLASS_PULL_LABEL, 0.0, 0.3)
     if not isinstance(auto_strength, bool):
         raise gr.Error("Automatic strength must be true or false.")
     strength = "auto" if auto_strength else as_float(strength, "Strength", 0.02, 1.0)
@@ -57,9 +61,10 @@ def rectify_sketch(canvas_json, upload, class_name, mode, strength, guidance, se
         with while_connected(request) as left:
             budget = Deadline(REQUEST_SECONDS["rectify"], "Heal" if mode == "heal" else "Rectify", also=left)
             if mode == "heal":
-                res = heal(source, model, clf, name, seed=seed, cancel=budget)
+                res = heal(source, model, clf, name, seed=seed, classifier_guidance=classifier_guidance, cancel=budget)
             else:
-                res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed, cancel=budget)
+                res = rectify(source, model, clf, name, strength=strength, guidance=guidance, seed=seed,
+                              classifier_guidance=classifier_guidance, cancel=budget)
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches([res.rough, res.sketch], output_dir(request, "rectify"), stem="rectify", same_frame=True)
@@ -88,6 +93,8 @@ def build() -> tuple[gr.Button, gr.Image, gr.Image, gr.HTML]:
                                  interactive=False)
             guidance = gr.Slider(0.0, 4.0, value=1.0, step=0.1, label=GUIDANCE_LABEL, info=guidance_info(),
                                  elem_id="rectify-guidance")
+            pull = gr.Slider(0.0, 0.3, value=RECTIFY_CLASSIFIER_GUIDANCE, step=0.01, label=CLASS_PULL_LABEL,
+                             info=CLASS_PULL_INFO)
             seed = gr.Number(0, precision=0, label="Seed")
             go = gr.Button("Rectify", variant="primary")
     info = gr.Markdown()
@@ -98,6 +105,6 @@ def build() -> tuple[gr.Button, gr.Image, gr.Image, gr.HTML]:
     files = gr.File(label="Downloads (SVG, PNG, npz)", file_count="multiple")
     send = gr.Button("Send to Sketch -> Picture")
     auto.change(lambda a: gr.update(interactive=not a), [auto], [strength])
-    go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed, auto],
+    go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed, auto, pull],
              [before, after, animated, info, files], api_name="rectify", concurrency_limit=2)
     return send, after, upload, canvas

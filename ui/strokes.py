@@ -9,8 +9,9 @@ from diffsketch_core.errors import DiffSketchError
 from diffsketch_core.jobs import Deadline
 from diffsketch_core.strokes.export import export as export_sketches
 from diffsketch_core.strokes.generate import generate
+from diffsketch_core.strokes.guidance import RATE as GUIDE_RATE
 
-from .common import (SKIP_READY, as_choice, as_int, as_seed, fail, output_dir, stroke_classes, svg_grid,
+from .common import (SKIP_READY, as_choice, as_float, as_int, as_seed, fail, output_dir, stroke_classes, svg_grid,
                      while_connected)
 
 MAX_COUNT = 16
@@ -19,25 +20,33 @@ SAMPLER_LABELS = {"skip": "Fast: recognizability skipping", "schedule": "Fast: p
                   "ddim": "DDIM, 30 steps", "ddpm": "Full: DDPM, 1000 steps"}
 
 
-def draw_strokes(class_name: str, count: float, sampler: str, seed: float, request: gr.Request | None = None):
+CLASSIFIER_GUIDANCE_LABEL = "Recognisability guidance"
+CLASSIFIER_GUIDANCE_INFO = ("Pulls each sketch toward what the sketch classifier recognises as its class (0 = off: "
+                            "freer, more often a scribble).")
+
+
+def draw_strokes(class_name: str, count: float, sampler: str, seed: float, request: gr.Request | None = None,
+                 classifier_guidance: float = GUIDE_RATE):
     """-> (gallery PNGs, animated SVG preview HTML, info, download files)."""
     if not isinstance(class_name, str):
         raise gr.Error("Class must be the name of a class.")
     sampler = as_choice(sampler, list(SAMPLER_LABELS), "Sampler")
     count = as_int(count, "How many", 1, MAX_COUNT)
+    classifier_guidance = as_float(classifier_guidance, CLASSIFIER_GUIDANCE_LABEL, 0.0, 0.3)
     if sampler == "ddpm" and count > MAX_DDPM_SKETCHES:
         raise gr.Error(f"The full sampler (1000 steps) draws at most {MAX_DDPM_SKETCHES} sketches per request here; "
                        "ask for fewer or choose a faster sampler.")
     try:
         with while_connected(request) as left:
             gen = generate(None if class_name == "any" else class_name, count, sampler, seed=as_seed(seed),
-                           cancel=Deadline(REQUEST_SECONDS["draw_strokes"], "Drawing", also=left))
+                           classifier_guidance=classifier_guidance, cancel=Deadline(REQUEST_SECONDS["draw_strokes"], "Drawing", also=left))
     except DiffSketchError as exc:
         raise fail(exc) from None
     files = export_sketches(gen.sketches, output_dir(request, "strokes"), stem=class_name)
     per = gen.seconds / len(gen.sketches)
     info = (f"{len(gen.sketches)} sketch(es) of **{class_name}** with *{SAMPLER_LABELS[sampler]}*: "
-            f"{gen.nfe} network evaluations per sketch, {gen.seconds:.2f} s in all ({per:.3f} s per sketch).")
+            f"{gen.nfe} network evaluations per sketch, {gen.seconds:.2f} s in all ({per:.3f} s per sketch)"
+            + (f", recognisability guidance {gen.classifier_guidance:g}." if gen.classifier_guidance else "."))
     return files.pngs, svg_grid(gen.sketches), info, [files.zip, files.npz] + files.svgs
 
 
@@ -50,6 +59,8 @@ def build() -> tuple[gr.Button, gr.Gallery]:
             count = gr.Slider(1, MAX_COUNT, value=4, step=1, label="How many")
             sampler = gr.Radio([(SAMPLER_LABELS[k], k) for k in samplers], value=samplers[0], label="Sampler")
             seed = gr.Number(0, precision=0, label="Seed")
+            cg = gr.Slider(0.0, 0.3, value=GUIDE_RATE, step=0.01, label=CLASSIFIER_GUIDANCE_LABEL,
+                           info=CLASSIFIER_GUIDANCE_INFO)
             go = gr.Button("Draw", variant="primary")
         with gr.Column(scale=2):
             info = gr.Markdown()
@@ -57,6 +68,6 @@ def build() -> tuple[gr.Button, gr.Gallery]:
             gallery = gr.Gallery(label="Sketches", format="png", columns=4, height=260)
             files = gr.File(label="Downloads (zip, npz, SVG)", file_count="multiple")
             send = gr.Button("Send the first sketch to Sketch -> Picture")
-    go.click(draw_strokes, [cls, count, sampler, seed], [gallery, preview, info, files], api_name="draw_strokes",
+    go.click(draw_strokes, [cls, count, sampler, seed, cg], [gallery, preview, info, files], api_name="draw_strokes",
              concurrency_limit=2)
     return send, gallery

@@ -69,6 +69,11 @@ class StrokeDiffusion:
         ab = self._ab(t)[:, None, None]
         return (x - (1 - ab).sqrt() * eps) / ab.sqrt()
 
+    def eps_from_x0(self, x: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """The noise that takes x0 to x at t: what a step continues from after x0_hat was moved."""
+        ab = self._ab(t)[:, None, None]
+        return (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+
     def training_loss(self, model: StrokeDenoiser, offsets: torch.Tensor, pen: torch.Tensor, labels: torch.Tensor,
                       p_uncond: float = 0.1, generator: torch.Generator | None = None,
                       pen_weight: float = PEN_LOSS_WEIGHT, forward=None) -> dict[str, torch.Tensor]:
@@ -137,14 +142,16 @@ class StrokeDiffusion:
                n_points: int | None = None, x_T: torch.Tensor | None = None,
                step_fn: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], int]] = None,
                callback: Optional[Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None,
-               cancel=None) -> SampleResult:
+               guide=None, cancel=None) -> SampleResult:
         """Denoise from x_T (seeded noise unless given) along `timesteps` (descending, first one where x_T lives).
         method: "ddim" (eta 0) or "ddpm" (ancestral, every timestep).
         guidance_interval (lo, hi): guide only for lo <= t <= hi and evaluate the conditional branch alone elsewhere,
         which halves those steps' cost (guidance in a limited interval, Kynkaanniemi et al. 2024).
         step_fn(t, x, eps, logits) -> next timestep may replace the list's next entry (skipping samplers).
-        callback(t, x0_hat, logits, eps) sees every step's prediction. `cancel` (anything with is_set()) is checked
-        before every step: a set flag raises JobStopped."""
+        callback(t, x0_hat, logits, eps) sees every step's prediction. `guide` (e.g. guidance.ClassifierGuidance:
+        active(t), guide(x0_hat, logits, labels) -> x0_hat) moves the prediction at the steps where it is active, and
+        the step continues from the moved one. `cancel` (anything with is_set()) is checked before every step: a set
+        flag raises JobStopped."""
         if method not in ("ddim", "ddpm"):
             raise ValueError(f"unknown sampling method {method!r}")
         device = labels.device
@@ -161,6 +168,8 @@ class StrokeDiffusion:
             eps, logits = self.guided(model, x, tt, labels, self.guidance_at(tt, guidance, guidance_interval))
             nfe += 1
             used.append(t)
+            if guide is not None and guide.active(t):
+                eps = self.eps_from_x0(x, tt, guide(self.predict_x0(x, tt, eps), logits, labels))
             if callback is not None:
                 callback(t, self.predict_x0(x, tt, eps)[..., :2], logits, eps[..., :2])
             i += 1

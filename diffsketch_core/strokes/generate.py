@@ -14,7 +14,9 @@ import torch
 from ..errors import BadInputError
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, uniform_timesteps
 from .format import from_fixed
-from .loaders import load_recognizability, load_stroke_model, resolve_class
+from .classifier import SketchClassifier
+from .guidance import RATE as GUIDE_RATE, ClassifierGuidance
+from .loaders import load_recognizability, load_sketch_classifier, load_stroke_model, resolve_class
 from .model import StrokeDenoiser
 from .recognizability import skip_sample
 
@@ -29,15 +31,19 @@ class Generation:
     nfe: int  # network evaluations per sketch
     seconds: float
     sampler: str
+    classifier_guidance: float = 0.0  # the guidance step size that was applied (0: none)
 
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
              seed: int = 0, guidance: float = 4.0, guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL,
-             model: StrokeDenoiser | None = None, recognizability=None, cancel=None) -> Generation:
+             model: StrokeDenoiser | None = None, recognizability=None, classifier_guidance: float = GUIDE_RATE,
+             classifier: SketchClassifier | None = None, cancel=None) -> Generation:
     """n sketches of `class_name` (None or "any": unconditional), or one per entry of a list of class names,
     all in one batch. sampler: "skip" (online recognizability skipping), "schedule" (precomputed from the r(t)
     curve), "ddim" (`steps` uniform steps) or "ddpm" (all 1000 steps). Guidance applies inside `guidance_interval`
-    (timesteps lo..hi; None: at every step). `cancel` (a flag or a jobs.Deadline) stops sampling between steps."""
+    (timesteps lo..hi; None: at every step). classifier_guidance: the step size of classifier guidance toward
+    recognisability (guidance.py; 0: off) with `classifier` (default: the shipped one); it applies when the
+    classifier knows all the model's classes. `cancel` (a flag or a jobs.Deadline) stops sampling between steps."""
     names = list(class_name) if isinstance(class_name, (list, tuple)) else None
     if names is not None:
         n = len(names)
@@ -45,25 +51,31 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
         raise BadInputError(f"Number of sketches must be between 1 and {MAX_SKETCHES}, got {n!r}.")
     if sampler not in SAMPLERS:
         raise BadInputError(f"Unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
+    if isinstance(classifier_guidance, bool) or not isinstance(classifier_guidance, (int, float)) \
+            or not 0 <= classifier_guidance <= 1:
+        raise BadInputError(f"Classifier guidance must be a number in [0, 1], got {classifier_guidance!r}.")
     model = model or load_stroke_model()
     ids = [resolve_class(model, c) for c in (names if names is not None else [class_name] * n)]
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     labels = torch.tensor(ids)
+    guide = None
+    if classifier_guidance > 0:
+        guide = ClassifierGuidance.for_model(model, classifier or load_sketch_classifier(), classifier_guidance)
     start = time.perf_counter()
     if sampler in ("skip", "schedule"):
         h = recognizability or load_recognizability()
         if sampler == "skip":
             res = skip_sample(model, h, labels, guidance=guidance, guidance_interval=guidance_interval, seed=seed,
-                              cancel=cancel)
+                              guide=guide, cancel=cancel)
         else:
             res = diff.sample(model, labels, list(h.config.schedule), guidance=guidance,
-                              guidance_interval=guidance_interval, seed=seed, cancel=cancel)
+                              guidance_interval=guidance_interval, seed=seed, guide=guide, cancel=cancel)
     else:
         schedule = list(range(diff.T - 1, -1, -1)) if sampler == "ddpm" else uniform_timesteps(steps, diff.T)
         res = diff.sample(model, labels, schedule, method=sampler, guidance=guidance,
-                          guidance_interval=guidance_interval, seed=seed, cancel=cancel)
+                          guidance_interval=guidance_interval, seed=seed, guide=guide, cancel=cancel)
     seconds = time.perf_counter() - start
     scale = model.config.offset_scale
     sketches = [from_fixed(o, p, scale) for o, p in zip(res.offsets.numpy(), res.pen.numpy())]
     out_names = [None if k == model.null_class else model.config.class_names[k] for k in ids]
-    return Generation(sketches, out_names, res.nfe, seconds, sampler)
+    return Generation(sketches, out_names, res.nfe, seconds, sampler, guide.rate if guide else 0.0)

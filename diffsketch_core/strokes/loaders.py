@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInputError, DiffSketchError
+from .classifier import SketchClassifier, load_classifier
 from .model import StrokeDenoiser
 from .recognizability import RecognizabilityNet
 
@@ -35,6 +36,11 @@ def load_recognizability(path: str | Path = DEFAULT_RECOGNIZABILITY):
         raise DiffSketchError(f"{path} is not a recognizability checkpoint ({exc}); the 'skip' and 'schedule' "
                               "samplers need one (python -m diffsketch_core.strokes.fit_recognizability).") from None
     return net.eval().requires_grad_(False)
+
+
+@functools.lru_cache(maxsize=4)
+def load_sketch_classifier(path: str | Path = DEFAULT_CLASSIFIER) -> SketchClassifier:
+    return load_classifier(path).requires_grad_(False)
 
 
 def resolve_class(model: StrokeDenoiser, class_name: str | None) -> int:

@@ -31,6 +31,9 @@ from .format import from_fixed
 from .model import StrokeDenoiser, timestep_embedding
 
 
+MAX_NFE = 6  # the skipping sampler's budget of network evaluations per sketch (issue 15: at most 6)
+
+
 class RecognizabilityNet(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, hidden: int = 96, t_dim: int = 32, num_train_timesteps: int = 1000,
@@ -111,22 +114,28 @@ def schedule_from_curve(t: np.ndarray, r: np.ndarray, steps: int, floor: float =
 def skip_sample(model: StrokeDenoiser, h: RecognizabilityNet, labels: torch.Tensor, *, threshold: float = 0.2,
                 jump: int = 250, fine: int = 125, guidance: float = 4.0,
                 guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL, seed: int = 0,
-                cancel=None) -> SampleResult:
+                max_nfe: int | None = MAX_NFE, guide=None, cancel=None) -> SampleResult:
     """Online skipping: jump `jump` steps while the batch's predicted recognizability stays below `threshold`,
-    then `fine` steps to the end. h_phi is asked only while jumping (a GRU pass costs ~1.3 ms per sketch here,
-    a quarter of an unguided denoiser evaluation), and never when the step lands on the clean data anyway."""
+    then `fine` steps to the end, in at most `max_nfe` evaluations (steps widen to fit; None: no cap). h_phi is
+    asked only while jumping (a GRU pass costs ~1.3 ms per sketch here, a quarter of an unguided denoiser
+    evaluation), and never when the step lands on the clean data anyway."""
     diff = StrokeDiffusion(model.config.num_train_timesteps)
-    risen = False
+    risen, evals = False, 0
 
     def next_t(t: int, x: torch.Tensor, eps: torch.Tensor, logits: torch.Tensor) -> int:
-        nonlocal risen
+        nonlocal risen, evals
+        evals += 1
         if not risen and t - jump >= 0:
             tt = torch.full((len(x),), t)
             risen = torch.sigmoid(h(diff.predict_x0(x, tt, eps), eps, logits, tt)).mean().item() >= threshold
-        return max(t - (fine if risen else jump), -1)
+        step = fine if risen else jump
+        if max_nfe is not None:  # classifier guidance makes sketches recognisable early: fine steps must still fit
+            left = max_nfe - evals
+            step = t + 1 if left <= 0 else max(step, -(-(t + 1) // (left + 1)))
+        return max(t - step, -1)
 
     return diff.sample(model, labels, [diff.T - 1], guidance=guidance, guidance_interval=guidance_interval, seed=seed,
-                       step_fn=next_t, cancel=cancel)
+                       step_fn=next_t, guide=guide, cancel=cancel)
 
 
 # ------------------------------------------------------------------ training h_phi
