@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsketch_core.errors import BadInputError
+from diffsketch_core.errors import BadInputError, DiffSketchError
 from diffsketch_core.strokes.classifier import SketchClassifier
 from diffsketch_core.strokes.diffusion import StrokeDiffusion, uniform_timesteps
 from diffsketch_core.strokes.format import polylines_to_stroke3
@@ -109,3 +109,13 @@ def test_rectify_and_heal_take_classifier_guidance(classifier):
     np.testing.assert_allclose(healed.sketch[:5, :2], sq[:5, :2], atol=1e-3)  # the known strokes stay
     with pytest.raises(BadInputError, match="Classifier guidance"):
         heal_many([sq], model, classifier, ["circle"], classifier_guidance=-1)
+
+
+def test_a_missing_guiding_classifier_is_named_with_the_way_round_it(monkeypatch, tmp_path):
+    from diffsketch_core.strokes import generate as generate_module
+    from diffsketch_core.strokes.classifier import load_classifier
+
+    monkeypatch.setattr(generate_module, "load_sketch_classifier", lambda: load_classifier(tmp_path / "gone"))
+    with pytest.raises(DiffSketchError, match="(?s)Classifier guidance needs the sketch classifier.*classifier_guidance=0"):
+        generate("circle", n=1, sampler="ddim", steps=2, model=tiny_model())
+    assert len(generate("circle", n=1, sampler="ddim", steps=2, model=tiny_model(), classifier_guidance=0).sketches) == 1

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import BadInputError
+from ..errors import BadInputError, DiffSketchError
+from .classifier import SketchClassifier
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, uniform_timesteps
 from .format import from_fixed
-from .classifier import SketchClassifier
-from .guidance import RATE as GUIDE_RATE, ClassifierGuidance
+from .guidance import RATE as GUIDE_RATE, ClassifierGuidance, checked_rate
 from .loaders import load_recognizability, load_sketch_classifier, load_stroke_model, resolve_class
 from .model import StrokeDenoiser
 from .recognizability import skip_sample
@@ -32,6 +32,14 @@ class Generation:
     seconds: float
     sampler: str
     classifier_guidance: float = 0.0  # the guidance step size that was applied (0: none)
+
+
+def _guiding_classifier() -> SketchClassifier:
+    try:
+        return load_sketch_classifier()
+    except DiffSketchError as exc:
+        raise DiffSketchError(f"Classifier guidance needs the sketch classifier: {exc} Pass classifier_guidance=0 "
+                              "to draw without it.") from None
 
 
 def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampler: str = "skip", steps: int = 30,
@@ -51,16 +59,14 @@ def generate(class_name: str | None | list[str | None] = None, n: int = 4, sampl
         raise BadInputError(f"Number of sketches must be between 1 and {MAX_SKETCHES}, got {n!r}.")
     if sampler not in SAMPLERS:
         raise BadInputError(f"Unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
-    if isinstance(classifier_guidance, bool) or not isinstance(classifier_guidance, (int, float)) \
-            or not 0 <= classifier_guidance <= 1:
-        raise BadInputError(f"Classifier guidance must be a number in [0, 1], got {classifier_guidance!r}.")
+    classifier_guidance = checked_rate(classifier_guidance)
     model = model or load_stroke_model()
     ids = [resolve_class(model, c) for c in (names if names is not None else [class_name] * n)]
     diff = StrokeDiffusion(model.config.num_train_timesteps)
     labels = torch.tensor(ids)
     guide = None
     if classifier_guidance > 0:
-        guide = ClassifierGuidance.for_model(model, classifier or load_sketch_classifier(), classifier_guidance)
+        guide = ClassifierGuidance.for_model(model, classifier or _guiding_classifier(), classifier_guidance)
     start = time.perf_counter()
     if sampler in ("skip", "schedule"):
         h = recognizability or load_recognizability()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadInputError
 from .classifier import SketchClassifier
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, splat_render
@@ -47,6 +48,13 @@ def fit_to_canvas(points: torch.Tensor, size: int, margin: float = FIT_MARGIN) -
 #   rate 0.3 x 1: 0.455 / 0.490, 24.9 (large steps break the drawing); guided at t = 499 only (5 steps): 0.555 /
 #   0.510, so the skip sampler's last step (t = 249) must be guided: the unguided step after a guided one redraws
 RATE, STEPS, INTERVAL, SMOOTH = 0.15, 5, (0, 600), 4
+
+
+def checked_rate(rate) -> float:
+    """A guidance step size from a caller: a number in [0, 1] (0: off), or BadInputError."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise BadInputError(f"Classifier guidance must be a number in [0, 1], got {rate!r}.")
+    return float(rate)
 
 
 def _smooth(g: torch.Tensor, passes: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ from ..jobs import check
 from .classifier import SketchClassifier
 from .diffusion import GUIDANCE_INTERVAL, StrokeDiffusion, with_pen
 from .format import drop_dots, fit_length, from_fixed, polylines_to_stroke3, simplify, to_fixed, validate_stroke3
-from .guidance import ClassifierGuidance, fit_to_canvas
+from .guidance import ClassifierGuidance, checked_rate, fit_to_canvas
 from .loaders import resolve_class
 from .model import StrokeDenoiser
 from .soft_raster import draw_weights, soft_render
@@ -270,8 +270,7 @@ def _denoise(model: StrokeDenoiser, x0_start: torch.Tensor, labels: torch.Tensor
 
 def _classifier_guide(model: StrokeDenoiser, classifier: SketchClassifier | None,
                       rate: float) -> ClassifierGuidance | None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise BadInputError(f"Classifier guidance must be a number in [0, 1], got {rate!r}.")
+    rate = checked_rate(rate)
     return None if classifier is None else ClassifierGuidance.for_model(model, classifier, rate)
 
 
