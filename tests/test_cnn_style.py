@@ -142,6 +142,9 @@ def test_style_from_the_other_backbone_is_refused(tiny_cnn, tiny_backbone, tmp_p
     other.weights = "imagenet"  # same shapes, other weights: refused too
     with pytest.raises(BadInputError, match="differing in weights"):
         load_style(tmp_path / "cnn", other)
+    zeros = load_cnn_backbone(cnn.TINY_CNN, work_side=96, padding="zeros")  # same weights, other borders: refused
+    with pytest.raises(BadInputError, match="differing in padding"):
+        load_style(tmp_path / "cnn", zeros)
 
 
 def test_bad_pairs(tiny_cnn):

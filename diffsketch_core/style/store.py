@@ -27,7 +27,7 @@ MIN_SD_STYLE_VERSION = 2
 GENERATORS: dict[str, type] = {"SketchGenerator": SketchGenerator}
 GENERATORS["CNNSketchGenerator"] = CNNSketchGenerator  # issue 13: VGG16 features (diffusion/cnn.py)
 KIND_NAMES = {"sd": "Stable Diffusion", "cnn": "CPU: VGG16 features"}
-_CNN_KEYS = ("arch", "weights", "taps", "channels")
+_CNN_KEYS = ("arch", "weights", "taps", "channels", "padding")
 DEFAULT_KIND = "sd"
 _SHAPE_KEYS = ("block_out_channels", "layers_per_block", "cross_attention_dim", "vae_block_out_channels")
 
