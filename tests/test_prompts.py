@@ -205,7 +205,8 @@ def test_app_trains_with_the_captioners_caption_and_captions_each_photo(captione
     outs = list(style.train_style(*files, "", 2, "tiny", req("prompts"), "auto", "", "", "canny", 0, "", False, 0,
                                   True, "tags", str(captioner_dir)))
     said = load_captioner(str(captioner_dir), device="cpu").caption(pair[0])
-    assert outs[0][0] == f"Caption from the captioner (kept with the style): '{said}'."
+    assert outs[0][0] == f"Caption from the captioner (kept with the style): '{said}'. "
+    assert outs[1][0].startswith(outs[0][0] + "Preparing")  # still said while training is prepared
     info = json.loads((Path(outs[-1][4]) / "style.json").read_text())
     assert info["caption"] == said and info["prompts"] == {"fine_grained": True, "uncond": "tags"}
     _, _, note = photo_tab.photos_to_sketches([files[0]], "Same as photo", 0, 0, False, outs[-1][4], "tiny",

@@ -84,10 +84,13 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
         techniques = advanced_techniques(taps, controlnet, control_image, control_steps, lora, amalgamate, extra_seeds,
                                          fine_grained, uncond_prompt, ip_adapter)
         caption = caption.strip() if isinstance(caption, str) else ""
+        said = ""
         if not caption and isinstance(captioner, str) and captioner.strip() and not cnn_style.is_cnn(source):
             caption = caption_photo(photo, captioner, request)  # a captioner named, the caption left empty
-            yield f"Caption from the captioner (kept with the style): '{caption}'.", *[gr.skip()] * 5
-        yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques)
+            said = f"Caption from the captioner (kept with the style): '{caption}'. "
+            yield said, *[gr.skip()] * 5
+        yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques,
+                          said)
     finally:
         RUNNING.pop(key, None)
         TRAINING.pop(key, None)
@@ -293,10 +296,11 @@ def _train_chunk(job: dict):
         raise fail(exc) from None
 
 
-def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None):
+def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None, said=""):
+    """`said`: what the status line already tells (the captioner's caption), kept in front of "Preparing"."""
     plan = _plan(iterations, source, techniques=techniques)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
-    yield f"Preparing: features of your photo, text prior...{asks}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
+    yield f"{said}Preparing: features of your photo, text prior...{asks}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), \
         gr.update(interactive=False)
     key = session(request)
     job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
