@@ -23,8 +23,7 @@ def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, tran
     result = model(path)
     img = result.sketch
     if notes is not None:  # what the captioner said of each photo
-        notes += [f"{path.name}: {n}" for n in getattr(result, "notes", [])
-                  if n.startswith(("Caption", "The captioner"))]
+        notes += [f"{path.name}: {n}" for n in getattr(result, "caption_notes", [])]
     if SIZES.get(size):
         s = SIZES[size] / max(img.size)
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))

@@ -36,7 +36,8 @@ PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 @dataclass
 class SketchResult:
     sketch: Image.Image  # mode "L", 255 = paper, the photo's size
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # everything said of this photo (its loading, its caption)
+    caption_notes: list[str] = field(default_factory=list)  # the captioner's part of `notes`
 
 
 class PhotoToSketch:
@@ -88,13 +89,13 @@ class PhotoToSketch:
         w, h = loaded.image.size
         res = self.style.resolution
         x = image_to_tensor(loaded.image, (res, res)).to(self.bb.device)
-        cond, uncond, notes = self._condition(loaded.image)
+        cond, uncond, said = self._condition(loaded.image)
         feats = self.extraction.photo(x, loaded.image, cond, uncond, self.train_seed)
         out = self.style.generator(feats)[0, 0].float().clamp(0, 1).cpu().numpy()
         img = Image.fromarray((out * 255).round().astype(np.uint8), "L")
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BICUBIC)
-        return SketchResult(img, loaded.notes + notes)
+        return SketchResult(img, loaded.notes + said, said)
 
 
 def finish(sketch: Image.Image, line_weight: int = 0, threshold: float | None = None,
