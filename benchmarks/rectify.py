@@ -46,7 +46,8 @@ from diffsketch_core.strokes.distance import mean_point_distance, turning  # noq
 from diffsketch_core.strokes.format import polylines_to_stroke3, stroke3_to_polylines  # noqa: E402
 from diffsketch_core.strokes.raster import fit_transform, render  # noqa: E402
 from diffsketch_core.strokes.loaders import CHECKPOINTS, DEFAULT_MODEL, load_stroke_model  # noqa: E402
-from diffsketch_core.strokes.rectify import (HEAL_STEPS, RECTIFY_ETA, RECTIFY_STEPS, heal_many,  # noqa: E402
+from diffsketch_core.strokes.rectify import (HEAL_CLASSIFIER_GUIDANCE, HEAL_STEPS,  # noqa: E402
+                                             RECTIFY_CLASSIFIER_GUIDANCE, RECTIFY_ETA, RECTIFY_STEPS, heal_many,
                                              model_round_trip, rectify_many)
 
 
@@ -133,6 +134,9 @@ def main() -> None:
     p.add_argument("--eta", type=lambda v: v if v == "strength" else float(v), default=RECTIFY_ETA,
                    help="rectify's sampler stochasticity in [0, 1], or 'strength'")
     p.add_argument("--heal-steps", type=int, default=HEAL_STEPS)
+    p.add_argument("--classifier-guidance", type=float, nargs=2, default=[RECTIFY_CLASSIFIER_GUIDANCE,
+                   HEAL_CLASSIFIER_GUIDANCE], metavar=("RECTIFY", "HEAL"), help="step size of classifier guidance "
+                   "(through the project's classifier; judged by the independent one too)")
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="stroke model folder")
     p.add_argument("--threads", type=int, default=None)
@@ -141,6 +145,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = load_stroke_model(args.model)
     clf = load_classifier(CHECKPOINTS / "sketch_classifier")
+    judge = load_classifier(CHECKPOINTS / "sketch_classifier_eval")  # never guides: is a gain real?
     classes = list(model.config.class_names)
     test = load_split(args.split, classes)
     idx = [i for k in range(len(classes)) for i in np.flatnonzero(test.labels == k)[:args.per_class]]
@@ -150,7 +155,8 @@ def main() -> None:
     cfg = {"cfg": args.cfg} | ({"cfg_interval": tuple(args.cfg_interval)} if args.cfg_interval else {})
     print(f"machine: {machine()}; {len(idx)} {args.split} sketches ({args.per_class} per class); guidance {args.guidance} "
           f"({args.perceptual}), {args.steps} steps, eta {args.eta}, CFG {args.cfg} for t in "
-          f"{args.cfg_interval or 'the defaults'}, batch {args.batch}")
+          f"{args.cfg_interval or 'the defaults'}, batch {args.batch}; classifier guidance {args.classifier_guidance} "
+          f"(rectify, heal); 'independent' columns: a second classifier that never guides")
     net = _lpips()
     trips = [model_round_trip(sk, model) for sk in sketches]
     for what, other in (("round trip through the model format", trips),
@@ -158,28 +164,34 @@ def main() -> None:
         c = closeness(net, sketches, other)
         print(f"noise floor, clean sketch vs {what}: point distance {c['mean']:.2f} px (median {c['median']:.2f}), "
               f"LPIPS {_fmt(c['lpips'])}, jitter {c['jitter']:.2f}")
-    print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}{'s/sketch':>10}"
-          f"{'dist px':>9}{'median':>8}{'LPIPS':>7}{'jitter':>8}")
+    print(f"{'input':<12}{'strength':>9}{'recognition before':>20}{'after':>8}{'gain (points)':>15}"
+          f"{'independent':>13}{'s/sketch':>10}{'dist px':>9}{'median':>8}{'LPIPS':>7}{'jitter':>8}")
     cases = [(f"deform {lv:.0%}", lv, None) for lv in args.levels] + [(f"mask {m:.0%}", None, m) for m in args.masks]
     for name, level, frac in cases:
         broken = [deform(s, level, rng, sigma) if level else (mask(s, frac, rng) if frac else s) for s in sketches]
         before = recognition(clf.predict(broken)[0], labels)
+        before_j = recognition(judge.predict(broken)[0], labels)
         for strength in ([None] if frac else args.strength):
             fixed, start = [], time.perf_counter()
             for i in range(0, len(broken), args.batch):
                 part, names = broken[i:i + args.batch], [classes[y] for y in labels[i:i + args.batch]]
                 if frac:
-                    res = heal_many(part, model, clf, names, steps=args.heal_steps, **cfg)
+                    res = heal_many(part, model, clf, names, steps=args.heal_steps,
+                                    classifier_guidance=args.classifier_guidance[1], **cfg)
                 else:
                     res = rectify_many(part, model, clf, names, strength=strength, guidance=args.guidance,
-                                       steps=args.steps, perceptual=args.perceptual, eta=args.eta, **cfg)
+                                       steps=args.steps, perceptual=args.perceptual, eta=args.eta,
+                                       classifier_guidance=args.classifier_guidance[0], **cfg)
                 fixed += [r.sketch for r in res]
             per = (time.perf_counter() - start) / len(broken)
             after = recognition(clf.predict(fixed)[0], labels)
+            after_j = recognition(judge.predict(fixed)[0], labels)
             label = "heal" if frac else (strength if strength == "auto" else f"{strength:.2f}")
             c = closeness(net, broken, fixed) if not frac else None
             tail = f"{c['mean']:>9.2f}{c['median']:>8.2f}{_fmt(c['lpips']):>7}{c['jitter']:>8.2f}" if c else ""
-            print(f"{name:<12}{label:>9}{before:>20.3f}{after:>8.3f}{100 * (after - before):>+15.1f}{per:>10.2f}{tail}",
+            indep = f"{before_j:.3f}>{after_j:.3f}"
+            print(f"{name:<12}{label:>9}{before:>20.3f}{after:>8.3f}{100 * (after - before):>+15.1f}{indep:>13}"
+                  f"{per:>10.2f}{tail}",
                   flush=True)
 
 
