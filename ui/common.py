@@ -25,7 +25,6 @@ from diffsketch_core.images import check_pixels
 from diffsketch_core.diffusion.backbone import TINY, Backbone, load_backbone
 from diffsketch_core.perceptual import load_clip
 from diffsketch_core.strokes import loaders as stroke_loaders
-from diffsketch_core.strokes.classifier import load_classifier
 from diffsketch_core.strokes.svg import to_svg
 
 try:  # on a ZeroGPU Space this requests a GPU for the call; elsewhere it returns the function unchanged
@@ -352,10 +351,10 @@ STROKES_READY = (stroke_loaders.DEFAULT_MODEL / "config.json").is_file()
 SKIP_READY = (stroke_loaders.DEFAULT_RECOGNIZABILITY / "config.json").is_file()
 
 
-@functools.lru_cache(maxsize=1)
 def stroke_classifier():
+    """The shipped sketch classifier (the one Draw strokes guides with: one copy in memory), or None."""
     path = stroke_loaders.DEFAULT_CLASSIFIER
-    return load_classifier(path) if (path / "config.json").is_file() else None
+    return stroke_loaders.load_sketch_classifier() if (path / "config.json").is_file() else None
 
 
 def stroke_classes() -> list[str]:
