@@ -69,6 +69,14 @@ def test_missing_real_backbone_explains_what_to_set():
         photo.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
 
 
+def test_style_refusal_names_the_cpu_backbone_and_its_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))  # a weights folder without VGG16
+    with pytest.raises(gr.Error) as info:
+        next(style.train_style("a.png", "b.png", "", 3, None))
+    text = str(info.value)
+    assert "CPU: VGG16 features" in text and "DIFFSKETCH_WEIGHTS_DIR" in text and "vgg16" in text
+
+
 @pytest.fixture(scope="module")
 def pair_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("pair")

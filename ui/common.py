@@ -46,6 +46,16 @@ NEEDS_WEIGHTS = (f"**Needs Stable Diffusion weights (1.x, 2.x or XL).** Open the
                  f"diffusers folder (or set `{settings.SD_MODEL_ENV}` before starting the app), then *Load*. "
                  "Tick *Demo backbone* to try the pipeline with random weights.")
 
+
+def needs_style_weights() -> str:
+    """What the Style and Photo -> Sketch tabs say with no backbone loaded: SD's needs, then the CPU backbone's
+    (those two tabs also work on VGG16 features, which need their own weights)."""
+    from diffsketch_core.diffusion import cnn
+
+    missing = cnn.needs()
+    return (f"{NEEDS_WEIGHTS}\n\n**Or, without Stable Diffusion (on a CPU):** choose *CPU: VGG16 features* in the "
+            f"*Backbone* panel, then *Load*. {missing or 'Its weights are here.'}")
+
 # Cancel flags of running trainings, one per browser session. gr.State hands each event its own copy, so a
 # flag that the Stop event sets must live here, keyed by the session, to reach the running training.
 RUNNING: dict[str, threading.Event] = {}

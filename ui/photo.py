@@ -14,7 +14,7 @@ from diffsketch_core.style.store import load_style
 from diffsketch_core.style.student import StudentSketcher, style_student
 
 from . import cnn_style, common
-from .common import GPU, NEEDS_WEIGHTS, fail
+from .common import GPU, fail
 
 SIZES = {"Same as photo": None, "512 px (long side)": 512, "1024 px (long side)": 1024}
 
@@ -36,7 +36,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
                        captioner=None):
     fast = fast is True  # any API client can send anything; only a real tick switches the student on
     if source is None and not fast:
-        raise gr.Error(NEEDS_WEIGHTS)
+        raise gr.Error(common.needs_style_weights())
     if not style_dir:
         raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
     if not files:
@@ -90,7 +90,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
 
 
 def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
-    banner = gr.Markdown(NEEDS_WEIGHTS)
+    banner = gr.Markdown(common.needs_style_weights())
     with gr.Row():
         with gr.Column():
             files = gr.File(label="Photos", file_count="multiple", file_types=["image"])

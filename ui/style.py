@@ -29,7 +29,7 @@ from diffsketch_core.style.training import (ChunkPlan, OneShotTrainer, TrainConf
 
 from . import cnn_style, common
 from .classic import classic_sketch, method_choices
-from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, session, user_dir
+from .common import GPU, RUNNING, fail, session, user_dir
 
 ZERO_GPU = os.getenv("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
@@ -70,7 +70,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
     session's entry in TRAINING. Elsewhere one call does it all."""
     if source is None:
-        raise gr.Error(NEEDS_WEIGHTS)
+        raise gr.Error(common.needs_style_weights())
     photo, sketch = common.received(photo, "The photo"), common.received(sketch, "The sketch")
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
@@ -365,7 +365,7 @@ def distil_style(files, steps, style_dir, source, request: gr.Request | None = N
     from diffsketch_core.style.student import attach_student
 
     if source is None:
-        raise gr.Error(NEEDS_WEIGHTS)
+        raise gr.Error(common.needs_style_weights())
     if not style_dir:
         raise gr.Error("No style yet: train one above or upload a saved style first.")
     files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files] if files else [])]
@@ -425,7 +425,7 @@ def stop_distil(request: gr.Request | None = None) -> str:
 
 
 def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Slider]:
-    banner = gr.Markdown(NEEDS_WEIGHTS)
+    banner = gr.Markdown(common.needs_style_weights())
     with gr.Row():
         photo = gr.Image(label="Your photo", type="filepath", image_mode=None, sources=["upload", "clipboard"])
         sketch = gr.Image(label="Your sketch of it", type="filepath", image_mode=None, sources=["upload", "clipboard"])
