@@ -6,7 +6,10 @@ BSDS500 test photos, each compared with the extractor's own sketch of it: LPIPS(
 training time and seconds per photo. Photos are read with the long side at 256 px (481x321 -> 256x176, a multiple
 of 16). No style is trained on its target's network: the backbone is ImageNet VGG16, not HED's fine-tuned VGG16
 (HED starts from the same ImageNet weights, so the HED row is the one closest to that rule) nor PiDiNet. Same run: (a) random-init VGG16 (one example per style), (b) floors: a blank page and the best other
-classic extractor, (c) three example photos per style.
+classic extractor, (c) three example photos per style, (d) the sketch prior: a style starts from
+checkpoints/cnn_sketch_prior (style/cnn_prior.py: BSDS500 train + val human contours, these three example photos
+left out, no test photo, no extractor's sketch); the rows without it and of the prior alone (applied as it is,
+no example) say what the prior and the example each bring.
 
 Table 2, a human style: ONE train photo + ONE of its human contour annotations (groundTruth .mat), tested against
 all human annotations of the test photos with a boundary F-score, every method read at the same 256 px long side
@@ -14,7 +17,8 @@ all human annotations of the test photos with a boundary F-score, every method r
 image diagonal, 2.3 px at 256x176; predictions thresholded at 0.1..0.9, thinned to
 1 px, matched by distance transform: a predicted pixel is right if a boundary of any annotator is within the
 tolerance, recall is averaged over annotators; no one-to-one matching, so figures are a little above the official
-BSDS benchmark's). Next to PiDiNet and HED (trained on all of BSDS500) and Canny.
+BSDS benchmark's). Next to PiDiNet and HED (trained on all of BSDS500) and Canny. With the prior, ours has seen
+the human contours of 297 train + val photos, so it is not one-shot there: the row without the prior is.
 
 Results go to runs/oneshot/results.jsonl as they are measured (a rerun skips runs already there), tables are
 printed at the end, picture grids go to assets/benchmarks/oneshot_*.png.
@@ -50,12 +54,15 @@ from diffsketch_core.diffusion.cnn import VGG16, VGG16_RANDOM, load_cnn_backbone
 from diffsketch_core.extractors import extract_sketch  # noqa: E402
 from diffsketch_core.perceptual import load_lpips  # noqa: E402
 from diffsketch_core.style.cnn_photo2sketch import CNNPhotoToSketch  # noqa: E402
+from diffsketch_core.style import cnn_prior  # noqa: E402
 from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig  # noqa: E402
 
 BSDS = SHARED / "data" / "photos" / "bsds500"
 STYLES = ("xdog", "hed", "pidinet")
 CLASSIC = ("xdog", "hed", "pidinet", "canny")
 EXAMPLES = ("100075", "35058", "159091")  # three BSDS500 train photos, fixed (the first: bears by a river)
+NO_PRIOR = f"{VGG16}:no-prior"  # the same backbone, the generator starting from random weights
+PRIOR_ONLY = f"{VGG16}:prior-only"  # the sketch prior applied as it is: no training on the example
 WORK = 256
 TOLERANCE = 0.0075
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.1), 2)
@@ -184,10 +191,11 @@ class Bench:
         print(json.dumps(r), flush=True)
 
     def backbone(self, source: str):
+        source = source.split(":")[0]
         if source not in self.backbones:
             self.backbones.clear()
             self.features.clear()
-            bb = load_cnn_backbone(source, work_side=WORK)
+            bb = load_cnn_backbone(source.split(":")[0], work_side=WORK)
             start = time.perf_counter()
             self.features = {pid: {k: v.half() for k, v in bb.extract(_tensor(img)).items()}
                              for pid, img in self.photos.items()}
@@ -213,10 +221,13 @@ class Bench:
 
     def train(self, source: str, photo: Image.Image, sketch: Image.Image):
         bb = self.backbone(source)
-        cfg = CNNTrainConfig(iterations=self.args.iterations, seed=self.args.seed, bank=self.args.bank,
-                             refresh_every=6, preview_every=10 ** 6)
+        cfg = CNNTrainConfig(iterations=0 if source == PRIOR_ONLY else self.args.iterations, seed=self.args.seed,
+                             bank=self.args.bank, refresh_every=6, preview_every=10 ** 6, prior=source != NO_PRIOR)
         start = time.perf_counter()
         trainer = CNNOneShotTrainer(bb, photo, sketch, cfg, lpips_model=self.lpips)
+        if trainer.prior != (source in (VGG16, PRIOR_ONLY)):
+            raise SystemExit(f"error: {source} {'found' if trainer.prior else 'did not find'} the sketch prior "
+                             f"({cnn_prior.PRIOR_DIR}); the rows would be mislabelled")
         trainer.run()
         return trainer, time.perf_counter() - start
 
@@ -249,13 +260,13 @@ class Bench:
                       lambda pid: _teacher(self.cache, style, "test", pid))
             trainer.style().save(self.out / f"style_{style}")
 
-    def human_run(self, example: str) -> None:
-        run = f"human/ours/{example}"
+    def human_run(self, example: str, source: str = VGG16) -> None:
+        run = f"human/{'ours' if source == VGG16 else 'ours-no-prior'}/{example}"
         if run in self.done:
             return
         photo = _photo("train", example)
         sketch = _human_sketch("train", example, photo.size)
-        trainer, seconds = self.train(VGG16, photo, sketch)
+        trainer, seconds = self.train(source, photo, sketch)
         counts, preds, seconds_model = 0, {}, 0.0
         for pid in self.test_ids:
             start = time.perf_counter()
@@ -268,7 +279,7 @@ class Bench:
         f, p, r, th = ods(counts)
         self.record({"run": run, "example": example, "ods_f": f, "precision": p, "recall": r, "threshold": th,
                      "train_s": seconds, "s_per_photo_generator": per_photo, "photos": len(self.test_ids)})
-        if example == EXAMPLES[0] and not self.args.no_grids:
+        if example == EXAMPLES[0] and source == VGG16 and not self.args.no_grids:
             human = lambda pid: Image.fromarray(  # noqa: E731
                 np.where(_human_at("test", pid, self.photos[pid].size)[0], 0, 255).astype(np.uint8), "L")
             self.grid("human", photo, sketch, preds, human)
@@ -326,31 +337,37 @@ class Bench:
 
 
 def tables(done: dict) -> str:
-    lines = ["| style | ours: VGG16 ImageNet (example 1) | examples 2, 3 | random-init VGG16 | blank page | "
-             "nearest other extractor | train s | generator s/photo |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| style | ours: VGG16 ImageNet + prior (example 1) | examples 2, 3 | no prior | prior alone | "
+             "random-init VGG16, no prior | blank page | nearest other extractor | train s | generator s/photo |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda r: f"{r['lpips']:.3f} / {r['ssim']:.3f}" if r else "-"  # noqa: E731
-    means = {"ours": [], "random": [], "blank": [], "other": []}
+    means = {"ours": [], "noprior": [], "prioronly": [], "random": [], "blank": [], "other": []}
     for style in STYLES:
         ours = done.get(f"style/{style}/{VGG16}/{EXAMPLES[0]}")
         more = [done.get(f"style/{style}/{VGG16}/{e}") for e in EXAMPLES[1:]]
         rnd = done.get(f"style/{style}/{VGG16_RANDOM}/{EXAMPLES[0]}")
+        noprior = done.get(f"style/{style}/{NO_PRIOR}/{EXAMPLES[0]}")
+        prioronly = done.get(f"style/{style}/{PRIOR_ONLY}/{EXAMPLES[0]}")
         blank = done.get(f"floor/{style}/blank")
         others = [done[k] for k in done if k.startswith(f"floor/{style}/") and not k.endswith("/blank")]
         best = min(others, key=lambda r: r["lpips"]) if others else None
-        for key, r in (("ours", ours), ("random", rnd), ("blank", blank), ("other", best)):
+        for key, r in (("ours", ours), ("noprior", noprior), ("prioronly", prioronly), ("random", rnd),
+                       ("blank", blank), ("other", best)):
             if r:
                 means[key].append((r["lpips"], r["ssim"]))
-        lines.append(f"| {style} | {fmt(ours)} | {', '.join(fmt(m) for m in more)} | {fmt(rnd)} | {fmt(blank)} | "
+        lines.append(f"| {style} | {fmt(ours)} | {', '.join(fmt(m) for m in more)} | {fmt(noprior)} | "
+                     f"{fmt(prioronly)} | {fmt(rnd)} | {fmt(blank)} | "
                      f"{fmt(best)}{' (' + best['method'] + ')' if best else ''} | "
                      f"{ours['train_s']:.0f} | {ours['eval_s_per_photo_generator']:.2f} |" if ours else
-                     f"| {style} | - | | | | | | |")
+                     f"| {style} | - | | | | | | | | |")
     mean = lambda k: (f"{np.mean([m[0] for m in means[k]]):.3f} / {np.mean([m[1] for m in means[k]]):.3f}"  # noqa: E731
                       if len(means[k]) == len(STYLES) else "-")
     all_ours = [done.get(f"style/{s}/{VGG16}/{e}") for s in STYLES for e in EXAMPLES]
     all_ours = [r for r in all_ours if r]
     lines.append(f"| **mean** | {mean('ours')} | all examples: "
                  f"{np.mean([r['lpips'] for r in all_ours]):.3f} / {np.mean([r['ssim'] for r in all_ours]):.3f} | "
-                 f"{mean('random')} | {mean('blank')} | {mean('other')} | | |" if all_ours else "| mean | - |")
+                 f"{mean('noprior')} | {mean('prioronly')} | {mean('random')} | {mean('blank')} | {mean('other')} | | |"
+                 if all_ours else "| mean | - |")
     lines += ["", "| human style (ODS F, P, R at threshold) | F | P | R | threshold |", "|---|---|---|---|---|"]
     for key in [k for k in done if k.startswith("human/")]:
         r = done[key]
@@ -369,8 +386,9 @@ def main() -> None:
     p.add_argument("--grid", type=int, default=3, help="test photos shown in each picture grid")
     p.add_argument("--seed", type=int, default=50)
     p.add_argument("--bank", type=int, default=32, help="augmented views with cached features per training")
+    p.add_argument("--prior", default=None, help="sketch prior folder (default: the shipped checkpoints/cnn_sketch_prior)")
     p.add_argument("--cache", default="/tmp/oneshot_cache", help="teacher sketches, computed once")
-    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: random human speed")
+    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: prior random human speed")
     p.add_argument("--styles", nargs="*", default=list(STYLES), choices=STYLES, help="target styles to train")
     p.add_argument("--out", default=str(ROOT / "runs" / "oneshot"), help="results.jsonl and trained styles")
     p.add_argument("--no-grids", action="store_true", help="leave assets/benchmarks alone")
@@ -379,6 +397,8 @@ def main() -> None:
                    "run them beside the main rows; both append to the same results.jsonl)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.prior:
+        cnn_prior.PRIOR_DIR = Path(args.prior)
     bench = Bench(args)
     if args.extra_only:
         for ex in EXAMPLES[1:args.examples]:
@@ -392,12 +412,17 @@ def main() -> None:
             bench.style_run(style, VGG16, EXAMPLES[0])
         if "speed" not in args.skip:
             bench.speed()
+        if "prior" not in args.skip:
+            for style in args.styles:
+                bench.style_run(style, NO_PRIOR, EXAMPLES[0])
+                bench.style_run(style, PRIOR_ONLY, EXAMPLES[0])
         if "random" not in args.skip:
             for style in args.styles:
                 bench.style_run(style, VGG16_RANDOM, EXAMPLES[0])
         if "human" not in args.skip:
             bench.human_baselines()
             bench.human_run(EXAMPLES[0])
+            bench.human_run(EXAMPLES[0], NO_PRIOR)
         for ex in EXAMPLES[1:args.examples]:
             for style in args.styles:
                 bench.style_run(style, VGG16, ex)

@@ -1,5 +1,6 @@
 """The CNN (VGG16-features) style path of issue 13: backbone, generator, one-shot trainer, styles, bad input."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -227,6 +228,12 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
     assert any(isinstance(o[1], np.ndarray) and o[1].shape == (176, 256) for o in outs)
     msg, _, _, zipped, folder, _ = outs[-1]
     assert "Training done after 3 iterations" in msg and zipped.endswith(".zip")
+    # it started from the shipped sketch prior, and says so; unticked, it starts from scratch
+    assert any("Starting from the sketch prior" in o[0] for o in outs if isinstance(o[0], str))
+    assert json.loads((Path(folder) / "style.json").read_text())["prior"] == "cnn_sketch_prior"
+    plain = list(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2,
+                                   state, who, prior=False))
+    assert json.loads((Path(plain[-1][4]) / "style.json").read_text())["prior"] is None
     gallery, _, note = photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "512 px (long side)", 0, 0.0,
                                                 False, folder, state, who)
     with Image.open(gallery[0]) as out:
@@ -254,3 +261,62 @@ def test_cli_trains_and_applies_on_the_tiny_cnn(tmp_path, capsys):
     assert cnn_photo2sketch.main(["--style", str(tmp_path / "style"), "--backbone", "vgg16-random",
                                   str(tmp_path / "p.png"), str(tmp_path / "out")]) == 2  # other backbone: refused
     assert "differing in" in capsys.readouterr().err
+
+
+def test_sketch_prior_learns_many_pairs_and_starts_a_style(tiny_cnn, tmp_path, monkeypatch):
+    from diffsketch_core.style import cnn_prior
+
+    pairs = []
+    for size in ((128, 96), (112, 112), (144, 96)):
+        photo, sketch = _card(size)
+        pairs.append((np.asarray(photo, np.float32) / 255, np.asarray(sketch, np.float32) / 255))
+    losses = []
+    cfg = cnn_prior.PriorConfig(iterations=40, batch=2, crop=64, lr=5e-3, lpips=0.0)
+    prior = cnn_prior.pretrain(tiny_cnn, pairs, cfg, on_event=lambda e: losses.append(e.losses.get("total")))
+    assert np.mean(losses[-5:-1]) < 0.7 * np.mean(losses[1:5])
+    prior.save_pretrained(tmp_path / "prior")
+
+    # the trainer starts from the prior when it fits the backbone, and records it
+    monkeypatch.setattr(cnn_prior, "PRIOR_DIR", tmp_path / "prior")
+    photo, sketch = _card()
+    trainer = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=1))
+    assert trainer.prior and trainer.generator.config.work_side == trainer.work_side
+    ours, theirs = trainer.generator.state_dict(), prior.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert trainer.run().meta["prior"] == "cnn_sketch_prior"
+    assert not CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=1, prior=False)).prior
+
+    # a prior learnt on other features is not used: zero-padded borders, or no prior at all
+    zeros = load_cnn_backbone(cnn.TINY_CNN, work_side=96, padding="zeros")
+    assert cnn_prior.load_prior(zeros) is None and not CNNOneShotTrainer(zeros, photo, sketch, _config(iterations=1)).prior
+    assert cnn_prior.load_prior(tiny_cnn, folder=tmp_path / "none") is None
+    (tmp_path / "prior" / "config.json").write_text("{not json")
+    with pytest.raises(BadInputError, match="sketch prior"):
+        cnn_prior.load_prior(tiny_cnn)
+
+
+def test_sketch_prior_refuses_the_test_split_and_no_pairs(tiny_cnn):
+    from diffsketch_core.style import cnn_prior
+
+    with pytest.raises(BadInputError, match="test photos"):
+        cnn_prior.bsds_pairs("nowhere", ("train", "test"))
+    with pytest.raises(BadInputError, match="No BSDS500 photos"):
+        cnn_prior.bsds_pairs("nowhere", ("train",))
+    with pytest.raises(BadInputError, match="No .photo, sketch. pairs"):
+        cnn_prior.pretrain(tiny_cnn, [])
+
+
+@requires_shared
+def test_shipped_sketch_prior_draws_edges_on_pretrained_vgg16_only():
+    from diffsketch_core.style import cnn_prior
+
+    bb = load_cnn_backbone("vgg16")
+    prior = cnn_prior.load_prior(bb)
+    assert prior is not None and prior.config.backbone["weights"] == "imagenet"
+    photo, sketch = _card((256, 192))
+    rgb = torch.from_numpy(np.asarray(photo, np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        out = prior(bb.extract(rgb, prior.taps), rgb)[0, 0].numpy()
+    lines = np.asarray(sketch) < 128
+    assert out[lines].mean() < out[~lines].mean() - 0.15  # darker on the shapes' outlines than elsewhere
+    assert cnn_prior.load_prior(load_cnn_backbone(cnn.VGG16_RANDOM)) is None

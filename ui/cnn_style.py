@@ -57,8 +57,9 @@ def any_backbone(source: str):
     return backbone(source) if is_cnn(source) else common.backbone(source)
 
 
-def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="auto") -> CNNOneShotTrainer:
-    cfg = CNNTrainConfig(iterations=iterations, preview_every=max(1, min(25, iterations // 10)))
+def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="auto",
+            prior: bool = True) -> CNNOneShotTrainer:
+    cfg = CNNTrainConfig(iterations=iterations, preview_every=max(1, min(25, iterations // 10)), prior=prior)
     return CNNOneShotTrainer(backbone(source), photo, sketch, cfg, invert=invert)
 
 

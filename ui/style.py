@@ -63,8 +63,9 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
 
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
-                extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter=""):
+                extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
+    `prior`: a CPU (VGG16) style starts from the sketch prior (style/cnn_prior.py); SD styles ignore it.
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
@@ -90,7 +91,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
             said = f"Caption from the captioner (kept with the style): '{caption}'. "
             yield said, *[gr.skip()] * 5
         yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques,
-                          said)
+                          said, prior is not False)
     finally:
         RUNNING.pop(key, None)
         TRAINING.pop(key, None)
@@ -227,9 +228,11 @@ def gpu_estimate(iterations, source) -> str:
             f"{max(plan.seconds)} s (first estimate; later calls use the measured speed).")
 
 
-def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None) -> tuple[OneShotTrainer, str]:
+def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None,
+             prior=True) -> tuple[OneShotTrainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
-        return cnn_style.trainer(photo, sketch, iterations, source, invert), ""
+        trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior)
+        return trainer, "Starting from the sketch prior. " if trainer.prior else ""
     demo = source == TINY
     bb = common.backbone(source)
     weights, note, lpips_model = LossWeights(), "", None
@@ -260,7 +263,7 @@ def _train_chunk(job: dict):
     cancel = StopFlag(job["stop"])
     try:
         trainer, note = _trainer(job["photo"], job["sketch"], job["caption"], job["iterations"], job["source"],
-                                 job["invert"], job["techniques"])
+                                 job["invert"], job["techniques"], job.get("prior", True))
     except DiffSketchError as exc:
         raise fail(exc) from None
     if job["state"] is not None:
@@ -296,7 +299,8 @@ def _train_chunk(job: dict):
         raise fail(exc) from None
 
 
-def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None, said=""):
+def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None, said="",
+           prior=True):
     """`said`: what the status line already tells (the captioner's caption), kept in front of "Preparing"."""
     plan = _plan(iterations, source, techniques=techniques)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
@@ -304,7 +308,7 @@ def _train(photo, sketch, caption, iterations, source, cancel, request, invert="
         gr.update(interactive=False)
     key = session(request)
     job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
-               invert=invert, techniques=techniques or {}, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
+               invert=invert, techniques=techniques or {}, prior=prior, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
                state=None, until=0, seconds=0)
     done = 0
     while True:
@@ -441,6 +445,9 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         polarity = gr.Markdown()
         invert = gr.Radio(INVERT_CHOICES, value="auto", label="Sketch polarity",
                           info="auto: the guess shown; keep: dark lines on light paper as drawn; invert: flip it")
+    prior = gr.Checkbox(True, label="CPU styles: start from the sketch prior",
+                        info="learnt from people's contour drawings of 297 photos: better for outline styles; untick "
+                             "it for tonal styles that fill dark areas (XDoG-like). Stable Diffusion styles ignore it.")
     gpu_note = gr.Markdown()
     with gr.Accordion("Advanced: diffusion feature techniques (off by default)", open=False):
         gr.Markdown(techniques_status())
@@ -489,7 +496,7 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
     train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
                               adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds, adv_fine,
-                              adv_uncond, adv_captioner, adv_ip],
+                              adv_uncond, adv_captioner, adv_ip, prior],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)

@@ -1,5 +1,8 @@
 """One-shot style training on CNN features (issue 13): ONE photo + its sketch -> a CNNSketchGenerator, on a CPU.
 
+The generator starts from the sketch prior (style/cnn_prior.py: pretrained on many photos' human contours) when
+one fits the backbone, else from random weights (`prior=False` / `--no-prior` asks for that).
+
 Per iteration:
 1. a batch of augmented views of the pair (style/augment.py) from a bank whose backbone features are computed
    once per view (the backbone is frozen), one view of the bank replaced every `refresh_every` iterations;
@@ -33,6 +36,7 @@ from ..images import ImageLike, load_image
 from ..perceptual import ClipImageEncoder, load_lpips
 from .augment import AugmentConfig, augment_pair, photometric, view_side
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
+from .cnn_prior import load_prior
 from .sketches import load_sketch
 from .store import Style
 from .training import CancelFlag, TrainEvent, print_progress
@@ -56,6 +60,7 @@ class CNNTrainConfig:
     lpips: float = 1.0
     clip: float = 1.0  # only when a CLIP encoder is given
     consistency: float = 1.0  # only with unlabeled photos
+    prior: bool = True  # start from the shipped sketch prior (style/cnn_prior.py) when it fits the backbone
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -112,7 +117,9 @@ class CNNOneShotTrainer:
         self.example_rgb = _tensor(self.photo)
         self.example_target = _tensor(self.sketch)
         self.example = backbone.extract(self.example_rgb)
-        self.generator = generator or cnn_generator_for(backbone, work_side=self.work_side)
+        prior = load_prior(backbone, self.work_side) if generator is None and self.cfg.prior else None
+        self.prior = prior is not None
+        self.generator = generator or prior or cnn_generator_for(backbone, work_side=self.work_side)
         self.taps = self.generator.taps
         self.side = view_side(self.photo.size, self.cfg.augment)
         # a short run needs no more views than it will look at
@@ -210,7 +217,8 @@ class CNNOneShotTrainer:
         return self.style()
 
     def style(self) -> Style:
-        meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo}
+        meta = {"iterations": self.iteration, "backbone_is_demo": self.bb.is_demo,
+                "prior": "cnn_sketch_prior" if self.prior else None}
         return Style(self.generator.eval(), "", self.work_side, meta, kind=CNN_KIND)
 
 
@@ -224,12 +232,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=CNNTrainConfig.iterations)
     p.add_argument("--work-side", type=int, default=None, help="long side the backbone reads photos at (256)")
     p.add_argument("--unlabeled", nargs="*", default=[], help="extra photos (no sketches) for the consistency term")
+    p.add_argument("--no-prior", action="store_true", help="start from random weights, not the sketch prior")
     return p
 
 
 def _main(args: argparse.Namespace) -> int:
     bb = load_cnn_backbone(args.backbone)
-    cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side)
+    cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side, prior=not args.no_prior)
     trainer = CNNOneShotTrainer(bb, args.photo, args.sketch, cfg, unlabeled=args.unlabeled)
     for note in trainer.notes:
         cli.note(note)
