@@ -37,7 +37,8 @@ def build_demo() -> gr.Blocks:
                 picture_tab = picture.build(backbone)
         picture.handover(tabs, picture_tab, rectify_parts, strokes_parts)
         load.click(backbone_panel.load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner]
-                   ).then(common.banner, [backbone], [picture_tab.banner])
+                   ).then(common.banner, [backbone], [picture_tab.banner]
+                   ).then(style.iterations_for, [backbone], [iterations])
         # demo mode trains in seconds: start the slider where a try-out makes sense
         demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])
         demo_box.change(lambda d: gr.update(value=10 if d else 30), [demo_box], [picture_tab.steps])

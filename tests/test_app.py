@@ -69,6 +69,12 @@ def test_missing_real_backbone_explains_what_to_set():
         photo.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
 
 
+def test_iterations_start_where_each_backbone_trains_in_minutes():
+    assert style.iterations_for("tiny") == 30 and style.iterations_for("vgg16") == 120
+    assert style.iterations_for("CompVis/stable-diffusion-v1-4") == 1200
+    assert style.iterations_for(None) == gr.update()  # a failed load leaves the slider alone
+
+
 def test_style_refusal_names_the_cpu_backbone_and_its_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))  # a weights folder without VGG16
     with pytest.raises(gr.Error) as info:

@@ -69,6 +69,7 @@ def test_new_user_trains_a_cpu_style_and_applies_it(tmp_path):
             _block(page, "Your sketch of it").locator("input[type=file]").set_input_files(str(sketch))
             _block(page, "Your sketch of it").locator("img").first.wait_for(timeout=30_000)
             iterations = _block(page, "Iterations").locator("input[type=number]")
+            page.wait_for_function("e => e.value === '120'", arg=iterations.element_handle(), timeout=30_000)
             iterations.fill("2")
             iterations.press("Enter")
             page.wait_for_timeout(500)

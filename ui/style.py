@@ -61,6 +61,18 @@ def _preview_images(event: TrainEvent) -> tuple[np.ndarray | None, np.ndarray | 
     return event.preview["example"], event.preview["sample"]
 
 
+CPU_ITERATIONS = 120
+
+
+def iterations_for(source: str | None):
+    """Where the Iterations slider starts once a backbone is loaded: the demo 30 (seconds), the CPU backbone 120
+    (the one-shot benchmark's setting, about 2 minutes), Stable Diffusion 1200; unchanged when none loaded."""
+    if source is None:
+        return gr.update()
+    return 30 if source == TINY else CPU_ITERATIONS if cnn_style.is_cnn(source) else 1200
+
+
+
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
                 extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True):
