@@ -275,6 +275,10 @@ def test_sketch_prior_learns_many_pairs_and_starts_a_style(tiny_cnn, tmp_path, m
     prior = cnn_prior.pretrain(tiny_cnn, pairs, cfg, on_event=lambda e: losses.append(e.losses.get("total")))
     assert np.mean(losses[-5:-1]) < 0.7 * np.mean(losses[1:5])
     prior.save_pretrained(tmp_path / "prior")
+    stop, kinds = threading.Event(), []  # Stop: the pretraining ends after the step that set it, and says so
+    cnn_prior.pretrain(tiny_cnn, pairs, cfg, on_event=lambda e: (kinds.append(e.kind), e.iteration == 3 and stop.set()),
+                       cancel=stop)
+    assert kinds[-1] == "cancelled" and kinds.count("step") == 3
 
     # the trainer starts from the prior when it fits the backbone, and records it
     monkeypatch.setattr(cnn_prior, "PRIOR_DIR", tmp_path / "prior")
