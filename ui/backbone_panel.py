@@ -19,15 +19,16 @@ def load_backbone_ui(source: str, demo: bool) -> tuple[str | None, str, str, str
         try:
             cnn_style.backbone(wanted)
         except DiffSketchError as exc:
-            return None, f"Could not load `{wanted}`: {exc}", common.needs_style_weights(), common.needs_style_weights()
+            needs = common.needs_style_weights()
+            return None, f"Could not load `{wanted}`: {exc}", needs, needs
         return wanted, f"Loaded `{wanted}` ({cnn_style.CPU_LABEL}).", cnn_style.BANNER, cnn_style.BANNER
     try:
         common.backbone(wanted)
         if not demo:
             common.clip(False)  # training needs CLIP too: say so now rather than at Train
     except DiffSketchError as exc:
-        msg = f"Could not load `{wanted}`: {exc}"
-        return None, msg, common.needs_style_weights(), common.needs_style_weights()
+        needs = common.needs_style_weights()
+        return None, f"Could not load `{wanted}`: {exc}", needs, needs
     banner = common.banner(wanted)
     return wanted, f"Loaded `{wanted}` ({describe_sd(common.backbone(wanted))}).", banner, banner
 

@@ -72,7 +72,6 @@ def iterations_for(source: str | None):
     return 30 if source == TINY else CPU_ITERATIONS if cnn_style.is_cnn(source) else 1200
 
 
-
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
                 extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True):
