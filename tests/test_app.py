@@ -69,6 +69,16 @@ def test_missing_real_backbone_explains_what_to_set():
         photo.photos_to_sketches(["a.png"], "Same as photo", 0, 0, False, "style", None)
 
 
+def test_toasts_get_html_not_markdown():
+    # gr.Error / gr.Info render sanitised HTML: Markdown marks would show as asterisks, a bare '<' as a tag
+    text = common.toast("**Needs** the *Backbone* panel: set `DIFFSKETCH_SD_MODEL` <dir>, 2 * 3\n\nthen *Load*.")
+    assert text == ("<b>Needs</b> the <i>Backbone</i> panel: set <code>DIFFSKETCH_SD_MODEL</code> &lt;dir&gt;, 2 * 3"
+                    "<br><br>then <i>Load</i>.")
+    with pytest.raises(gr.Error) as info:
+        next(style.train_style("a.png", "b.png", "", 3, None))
+    assert "<b>Needs Stable Diffusion" in str(info.value) and "**" not in str(info.value)
+
+
 def test_iterations_start_where_each_backbone_trains_in_minutes():
     assert style.iterations_for("tiny") == 30 and style.iterations_for("vgg16") == 120
     assert style.iterations_for("CompVis/stable-diffusion-v1-4") == 1200

@@ -73,6 +73,7 @@ def _toast_says(page, text: str) -> None:
     """The error of a click reaches the user as a sentence (not only an 'Error' badge)."""
     toast = page.get_by_test_id("toast-body").filter(has_text=text).first
     toast.wait_for(timeout=30_000)
+    assert "**" not in toast.inner_text() and "`" not in toast.inner_text()  # toasts render HTML, not Markdown
     toast.get_by_test_id("toast-close").click()
 
 
@@ -80,6 +81,7 @@ def test_every_tab_first_click_works_or_names_the_setting(fresh_page):
     page = fresh_page
     page.get_by_role("tab", name="Style").click()
     page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_test_id("toast-body").locator("code", has_text="DIFFSKETCH_SD_MODEL").first.wait_for(timeout=30_000)
     _toast_says(page, "DIFFSKETCH_SD_MODEL")
     page.get_by_role("tab", name="Photo -> Sketch").click()
     page.get_by_role("button", name="Sketch photos").click()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import math
 import os
 import re
@@ -210,8 +211,18 @@ def scrub(message: str) -> str:
     return message
 
 
+def toast(message: str) -> str:
+    """A message for gr.Error / gr.Info: toasts render (sanitised) HTML, not Markdown, so the marks our
+    messages share with the page's banners become tags, and a literal '<' stays text."""
+    text = html.escape(message, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)\*(?![\w*])", r"<i>\1</i>", text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return text.replace("\n\n", "<br><br>")
+
+
 def fail(exc: Exception) -> gr.Error:
-    return gr.Error(scrub(str(exc)))
+    return gr.Error(toast(scrub(str(exc))))
 
 
 # ---------------------------------------------------------------- typed inputs (the UI's widgets, or any API client)

@@ -36,7 +36,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
                        captioner=None):
     fast = fast is True  # any API client can send anything; only a real tick switches the student on
     if source is None and not fast:
-        raise gr.Error(common.needs_style_weights())
+        raise gr.Error(common.toast(common.needs_style_weights()))
     if not style_dir:
         raise gr.Error("No style yet: train one in the Style tab or upload a saved style there.")
     if not files:

@@ -22,7 +22,7 @@ from diffsketch_core.picture.sketch2image import PictureConfig, sketch_to_image
 
 from . import common
 from .canvas import CANVAS_SIZE, strokes_from_value
-from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, output_dir, session, user_dir
+from .common import GPU, NEEDS_WEIGHTS, RUNNING, fail, output_dir, session, toast, user_dir
 
 NEEDS = (f"**What it needs:** Stable Diffusion 1.x (the *Backbone* panel, or the demo backbone); for the ControlNet, "
          f"a scribble or lineart SD-1.5 ControlNet (hub id or local folder below, or `{settings.CONTROLNET_ENV}`); for "
@@ -68,7 +68,7 @@ def generate_pictures(sketch, prompt, negative, use_control, control_source, con
                       request: gr.Request | None = None):
     """Generator: yields (status, pictures gallery, their sketches gallery, downloads)."""
     if source is None:
-        raise gr.Error(NEEDS_WEIGHTS)
+        raise gr.Error(toast(NEEDS_WEIGHTS))
     if not sketch:
         raise gr.Error("No sketch yet: upload one, or send one from Rectify or Draw strokes.")
     key = _key(request)

@@ -82,7 +82,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
     session's entry in TRAINING. Elsewhere one call does it all."""
     if source is None:
-        raise gr.Error(common.needs_style_weights())
+        raise gr.Error(common.toast(common.needs_style_weights()))
     photo, sketch = common.received(photo, "The photo"), common.received(sketch, "The sketch")
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
@@ -380,7 +380,7 @@ def distil_style(files, steps, style_dir, source, request: gr.Request | None = N
     from diffsketch_core.style.student import attach_student
 
     if source is None:
-        raise gr.Error(common.needs_style_weights())
+        raise gr.Error(common.toast(common.needs_style_weights()))
     if not style_dir:
         raise gr.Error("No style yet: train one above or upload a saved style first.")
     files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files] if files else [])]
