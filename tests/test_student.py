@@ -21,6 +21,7 @@ from diffsketch_core.extractors.student import SketchStudent, load_student, n_pa
 from diffsketch_core.extractors.xdog import edges as xdog_edges
 from diffsketch_core.style import distill
 from diffsketch_core.style.student import attach_student, check_student_folder, style_student
+from diffsketch_core.style.widen import widen
 
 TINY = dict(widths=(8, 16), blocks=(0, 1), head=8)
 
@@ -230,11 +231,37 @@ def test_init_from_warm_starts_a_new_run_from_an_export(photo_folder, tmp_path, 
     assert run2["history"][0]["loss"] < 0.8 * run1["history"][0]["loss"]  # it begins where the first run ended
     rec = json.loads((tmp_path / "second" / "training.json").read_text())
     assert rec["warm_start"]["from"] == str(first) and rec["warm_start"]["steps"] == 40
+    # --widths with --init-from widens the saved student: it starts computing what the narrow one did
+    assert distill.main([*common, "--init-from", str(first), "--widths", "12,24", "--steps", "3", "--run-dir",
+                         str(tmp_path / "run3"), "--out", str(tmp_path / "wide")]) == 0
+    run3 = json.loads((tmp_path / "run3" / "state.json").read_text())
+    assert run3["config"]["widths"] == [12, 24] and run3["history"][0]["loss"] < 0.8 * run1["history"][0]["loss"]
+    rec = json.loads((tmp_path / "wide" / "training.json").read_text())
+    assert rec["warm_start"]["widened_to"] == [12, 24] and load_student(tmp_path / "wide").config.widths == [12, 24]
     capsys.readouterr()
-    assert distill.main([*common, "--init-from", str(first), "--widths", "8,16", "--run-dir", str(tmp_path / "r")]) == 2
-    assert "drop --widths" in capsys.readouterr().err
+    assert distill.main([*common, "--init-from", str(first), "--blocks", "0,2", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "drop --blocks" in capsys.readouterr().err
+    assert distill.main([*common, "--init-from", str(first), "--widths", "4,16", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "at least the old one" in capsys.readouterr().err
     assert distill.main([*common, "--init-from", str(photo_folder), "--run-dir", str(tmp_path / "r")]) == 2
     assert "not a student folder" in capsys.readouterr().err
+
+
+def test_widening_keeps_the_function_and_gives_the_copies_their_own_gradients():
+    torch.manual_seed(0)
+    narrow = SketchStudent(widths=(8, 16, 24), blocks=(0, 1, 2), head=8)
+    for p in narrow.parameters():  # residual branches start at zero: make every layer count
+        p.data.normal_(0, 0.2)
+    wide = widen(narrow, (12, 16, 40), seed=3)
+    x = torch.rand(2, 3, 40, 56)
+    assert wide.config.widths == (12, 16, 40) and n_params(wide) > n_params(narrow)
+    torch.testing.assert_close(wide(x), narrow(x), atol=1e-4, rtol=0)  # float sums in another order
+    (wide(x) - 0.5).square().mean().backward()
+    w, grad = wide.downs[2].weight, wide.downs[2].weight.grad
+    copies = [(j, next(o for o in range(24) if torch.equal(w[j], w[o]))) for j in range(24, 40)]
+    assert all(not torch.allclose(grad[j], grad[o]) for j, o in copies)  # so a copy drifts from its original
+    with pytest.raises(BadInputError, match="at least the old one"):
+        widen(narrow, (4, 16, 40))
 
 
 @pytest.mark.skipif(fast.needs() is not None, reason="shipped student not present")

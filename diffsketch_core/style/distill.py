@@ -45,6 +45,7 @@ from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError
 from ..images import load_image
 from ..extractors.student import SketchStudent, load_student
+from .widen import widen
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 Teacher = Callable[[Image.Image], np.ndarray]  # RGB photo -> ink (H, W) float 0..1, 1 = line
@@ -268,6 +269,7 @@ class TrainConfig:
     head: int = 16
     minutes: float = 0.0    # > 0: after a short calibration, cut `steps` to what fits in this wall-clock budget
     init_from: str | None = None  # a saved student folder: a new run starts from its weights and architecture
+    widen_to: tuple[int, ...] | None = None  # with init_from: widen it to these widths first (style/widen.py)
 
 
 class PairSource:
@@ -463,7 +465,10 @@ def initial_student(run: Path, cfg: TrainConfig) -> tuple[SketchStudent, TrainCo
         cfg = replace(cfg, widths=tuple(saved["widths"]), blocks=tuple(saved["blocks"]), head=int(saved["head"]),
                       init_from=saved.get("init_from"))
     elif cfg.init_from:
-        model = load_student(cfg.init_from).train().requires_grad_(True)
+        model = load_student(cfg.init_from)
+        if cfg.widen_to:
+            model = widen(model, cfg.widen_to, cfg.seed)
+        model = model.train().requires_grad_(True)
         c = model.config
         return model, replace(cfg, widths=tuple(int(w) for w in c.widths), blocks=tuple(int(b) for b in c.blocks),
                               head=int(c.head))
@@ -549,7 +554,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--edge", type=float, default=0.0, help="ink-weighted L1 weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--widths", default=None, help="channels per level (default 16,32,64,128)")
+    p.add_argument("--widths", default=None, help="channels per level (default 16,32,64,128); with --init-from: widen "
+                                                  "the saved student to these, keeping what it computes (Net2Wider)")
     p.add_argument("--blocks", default=None, help="residual blocks per level (default 0,1,2,3)")
     p.add_argument("--init-from", default=None,
                    help="warm-start a new run from a saved student (e.g. checkpoints/student_hed): its weights and "
@@ -586,7 +592,8 @@ def _main(args: argparse.Namespace) -> int:
                       lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed, save_every=args.save_every,
                       widths=tuple(int(v) for v in (args.widths or "16,32,64,128").split(",")),
                       blocks=tuple(int(v) for v in (args.blocks or "0,1,2,3").split(",")),
-                      init_from=args.init_from)
+                      init_from=args.init_from,
+                      widen_to=tuple(int(v) for v in args.widths.split(",")) if args.init_from and args.widths else None)
 
     def train_event(e: dict) -> None:
         if acc.is_main_process:
@@ -612,13 +619,16 @@ def _warm_start_record(args: argparse.Namespace) -> dict | None:
     checking that it loads; None without --init-from."""
     if not args.init_from:
         return None
-    if args.widths or args.blocks:
-        raise BadInputError("--init-from takes the architecture of the saved student; drop --widths / --blocks.")
-    load_student(args.init_from)  # a folder that is not a student is refused here, not after the cache stage
+    if args.blocks:
+        raise BadInputError("--init-from takes the depth of the saved student; drop --blocks.")
+    saved = load_student(args.init_from)  # a folder that is not a student is refused here, not after the cache stage
+    if args.widths:
+        widen(saved, tuple(int(v) for v in args.widths.split(",")))  # refused here too, before the cache stage
     rec = Path(args.init_from) / "training.json"
     before = json.loads(rec.read_text()) if rec.is_file() else {}
     return {"from": str(args.init_from), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
-            "warm_start": before.get("warm_start")}
+            "warm_start": before.get("warm_start"),
+            **({"widened_to": [int(v) for v in args.widths.split(",")]} if args.widths else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
