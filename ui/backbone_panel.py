@@ -19,18 +19,21 @@ def load_backbone_ui(source: str, demo: bool) -> tuple[str | None, str, str, str
         try:
             cnn_style.backbone(wanted)
         except DiffSketchError as exc:
-            needs = common.needs_style_weights()
-            return None, f"Could not load `{wanted}`: {exc}", needs, needs
+            return _failed(wanted, exc)
         return wanted, f"Loaded `{wanted}` ({cnn_style.CPU_LABEL}).", cnn_style.BANNER, cnn_style.BANNER
     try:
         common.backbone(wanted)
         if not demo:
             common.clip(False)  # training needs CLIP too: say so now rather than at Train
     except DiffSketchError as exc:
-        needs = common.needs_style_weights()
-        return None, f"Could not load `{wanted}`: {exc}", needs, needs
+        return _failed(wanted, exc)
     banner = common.banner(wanted)
     return wanted, f"Loaded `{wanted}` ({describe_sd(common.backbone(wanted))}).", banner, banner
+
+
+def _failed(wanted: str, exc: Exception) -> tuple[None, str, str, str]:
+    needs = common.needs_style_weights()  # built once: it checks the VGG16 weights on disk
+    return None, f"Could not load `{wanted}`: {exc}", needs, needs
 
 
 def describe_sd(bb) -> str:

@@ -45,7 +45,7 @@ from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError
 from ..images import load_image
 from ..extractors.student import SketchStudent, load_student
-from .widen import widen
+from .widen import check_widths, widen
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 Teacher = Callable[[Image.Image], np.ndarray]  # RGB photo -> ink (H, W) float 0..1, 1 = line
@@ -590,10 +590,8 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
                       lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed, save_every=args.save_every,
-                      widths=tuple(int(v) for v in (args.widths or "16,32,64,128").split(",")),
-                      blocks=tuple(int(v) for v in (args.blocks or "0,1,2,3").split(",")),
-                      init_from=args.init_from,
-                      widen_to=tuple(int(v) for v in args.widths.split(",")) if args.init_from and args.widths else None)
+                      widths=_levels(args.widths or "16,32,64,128"), blocks=_levels(args.blocks or "0,1,2,3"),
+                      init_from=args.init_from, widen_to=_levels(args.widths) if args.init_from and args.widths else None)
 
     def train_event(e: dict) -> None:
         if acc.is_main_process:
@@ -622,13 +620,17 @@ def _warm_start_record(args: argparse.Namespace) -> dict | None:
     if args.blocks:
         raise BadInputError("--init-from takes the depth of the saved student; drop --blocks.")
     saved = load_student(args.init_from)  # a folder that is not a student is refused here, not after the cache stage
-    if args.widths:
-        widen(saved, tuple(int(v) for v in args.widths.split(",")))  # refused here too, before the cache stage
+    widths = check_widths(saved, _levels(args.widths)) if args.widths else None  # refused here too, before the cache
     rec = Path(args.init_from) / "training.json"
     before = json.loads(rec.read_text()) if rec.is_file() else {}
     return {"from": str(args.init_from), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
             "warm_start": before.get("warm_start"),
-            **({"widened_to": [int(v) for v in args.widths.split(",")]} if args.widths else {})}
+            **({"widened_to": list(widths)} if widths else {})}
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """'16,32,64' -> (16, 32, 64): --widths and --blocks."""
+    return tuple(int(v) for v in text.split(","))
 
 
 def main(argv: list[str] | None = None) -> int:

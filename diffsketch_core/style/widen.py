@@ -41,13 +41,20 @@ def _widen_conv(conv: nn.Conv2d, into: tuple[torch.Tensor, torch.Tensor], out: t
     return new
 
 
-def widen(model: SketchStudent, widths: tuple[int, ...], seed: int = 0) -> SketchStudent:
-    """A student with `widths` channels per level computing the same function as `model` (same depth, blocks
-    and head; every width at least the old one)."""
+def check_widths(model: SketchStudent, widths: tuple[int, ...]) -> tuple[int, ...]:
+    """`widths` as ints when `model` can be widened to them (one per level, each at least the old one)."""
     old = tuple(model.config.widths)
     widths = tuple(int(w) for w in widths)
     if len(widths) != len(old) or any(w < o for w, o in zip(widths, old)):
         raise BadInputError(f"Widening needs one width per level, each at least the old one: {old} -> {widths}.")
+    return widths
+
+
+def widen(model: SketchStudent, widths: tuple[int, ...], seed: int = 0) -> SketchStudent:
+    """A student with `widths` channels per level computing the same function as `model` (same depth, blocks
+    and head; every width at least the old one)."""
+    old = tuple(model.config.widths)
+    widths = check_widths(model, widths)
     g = torch.Generator().manual_seed(seed)
     maps = [_channel_map(o, w, g) for o, w in zip(old, widths)]
     reads = [(m, _fractions(m, g)) for m in maps]  # how a layer reads level i: which channel, what share
