@@ -40,7 +40,7 @@ def build_demo() -> gr.Blocks:
                    ).then(common.banner, [backbone], [picture_tab.banner]
                    ).then(style.iterations_for, [backbone], [iterations])
         # demo mode trains in seconds: start the slider where a try-out makes sense
-        demo_box.change(lambda d: gr.update(value=30 if d else 1200), [demo_box], [iterations])
+        demo_box.change(lambda d, s: style.iterations_for(backbone_panel.chosen(s, d)), [demo_box, source], [iterations])
         demo_box.change(lambda d: gr.update(value=10 if d else 30), [demo_box], [picture_tab.steps])
         demo.unload(common.cleanup)
     # The queue holds QUEUE_SIZE waiting requests (one more is refused with "queue is full"); each CPU tab runs

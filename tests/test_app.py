@@ -83,6 +83,9 @@ def test_iterations_start_where_each_backbone_trains_in_minutes():
     assert style.iterations_for("tiny") == 30 and style.iterations_for("vgg16") == 120
     assert style.iterations_for("CompVis/stable-diffusion-v1-4") == 1200
     assert style.iterations_for(None) == gr.update()  # a failed load leaves the slider alone
+    # unticking the demo box starts the slider where the chosen backbone wants it (the CPU one: not SD's 1200)
+    assert style.iterations_for(backbone_panel.chosen(" vgg16 ", False)) == 120
+    assert backbone_panel.chosen("vgg16", True) == "tiny"
 
 
 def test_style_refusal_names_the_cpu_backbone_and_its_weights(tmp_path, monkeypatch):

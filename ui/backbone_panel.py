@@ -12,9 +12,14 @@ from diffsketch_core.errors import DiffSketchError
 from . import cnn_style, common
 
 
+def chosen(source: str | None, demo: bool) -> str:
+    """The backbone the panel would load: the demo one when ticked, else the box's source or the SD setting."""
+    return TINY if demo else (source or "").strip() or settings.sd_model()
+
+
 def load_backbone_ui(source: str, demo: bool) -> tuple[str | None, str, str, str]:
     """-> (backbone state, status, Style banner, Photo->Sketch banner)."""
-    wanted = TINY if demo else (source or "").strip() or settings.sd_model()
+    wanted = chosen(source, demo)
     if cnn_style.is_cnn(wanted):  # issue 13: the CPU backbone kind
         try:
             cnn_style.backbone(wanted)
