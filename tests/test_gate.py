@@ -190,6 +190,45 @@ def test_lora_errors_are_sentences(tiny_backbone, tmp_path, monkeypatch):
             pass
 
 
+def test_kohya_loras_merge_exactly_as_the_diffusers_layout_does(tiny_backbone, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from diffsketch_core.diffusion.lora import load_lora
+
+    unet = tiny_backbone.unet
+    diffusers_layout = load_file(str(_make_lora(unet, tmp_path / "d.safetensors", conv=False)))
+    kohya = {"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(2, 4)}  # ignored
+    for key, t in diffusers_layout.items():  # unet.a.b.lora_A.weight -> lora_unet_a_b.lora_down.weight
+        module, part = key.removeprefix("unet.").rsplit(".lora_", 1)
+        kohya[f"lora_unet_{module.replace('.', '_')}.lora_{'down' if part[0] == 'A' else 'up'}.weight"] = t
+        kohya[f"lora_unet_{module.replace('.', '_')}.alpha"] = torch.tensor(1.0)  # alpha 1 on rank 2: half
+    save_file(kohya, str(tmp_path / "k.safetensors"))
+    merged = []
+    for path, scale in ((tmp_path / "d.safetensors", 0.5), (tmp_path / "k.safetensors", 1.0)):
+        with load_lora(str(path)).applied(unet, scale=scale):
+            merged.append({k: v.clone() for k, v in unet.state_dict().items()})
+    assert len(load_lora(str(tmp_path / "k.safetensors")).pairs) == 2
+    for k in merged[0]:
+        torch.testing.assert_close(merged[1][k], merged[0][k])
+
+
+@pytest.mark.parametrize("tensors, match", [
+    ({"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": torch.zeros(2, 4),
+      "lora_unet_input_blocks_4_1_proj_in.lora_up.weight": torch.zeros(4, 2)}, "diffusers layout first"),
+    ({"lora_unet_down_blocks_0_attentions_0_proj_in.hada_w1_a": torch.zeros(4, 2)}, "LyCORIS"),
+])
+def test_lora_layouts_we_cannot_merge_get_a_sentence(tiny_backbone, tmp_path, tensors, match):
+    from safetensors.torch import save_file
+
+    from diffsketch_core.diffusion.lora import load_lora
+    from diffsketch_core.errors import BadInputError
+
+    save_file(tensors, str(tmp_path / "x.safetensors"))
+    with pytest.raises(BadInputError, match=match):
+        with load_lora(str(tmp_path / "x.safetensors")).applied(tiny_backbone.unet):
+            pass
+
+
 def test_img2img_proxy_follows_strength_and_control(tiny_backbone, photo):
     from diffsketch_core.diffusion.controlnet import residuals
     from diffsketch_core.diffusion.sampling import img2img

@@ -8,8 +8,11 @@ bit (the backbone is shared by every tab of the app).
 
 Files: a `.safetensors` file, or a folder / hub id holding `pytorch_lora_weights.safetensors`, in the diffusers/peft
 layout (`unet.<module>.lora_A.weight` / `lora_B.weight`, optional `<module>.alpha`) or the older diffusers layout
-(`<module>.lora.down.weight` / `lora.up.weight`). Text-encoder entries are ignored (our captions are encoded without
-the LoRA, the same at training and inference).
+(`<module>.lora.down.weight` / `lora.up.weight`), or kohya's (sd-scripts, what most shared SD 1.x LoRAs use:
+`lora_unet_<module with _ for .>.lora_down.weight` / `lora_up.weight` / `.alpha`; its flat names are matched to the
+UNet's layers when the LoRA is applied). Kohya's SDXL files name the original (LDM) UNet's blocks
+(`input_blocks_4_1_...`), not diffusers': they are refused with a sentence, as are LyCORIS kinds (LoHa, LoKr).
+Text-encoder entries are ignored (our captions are encoded without the LoRA, the same at training and inference).
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from .. import settings
 from ..errors import BadInputError, MissingWeightsError
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-_PAIRS = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.up.weight"))
+_PAIRS = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.up.weight"),
+          (".lora_down.weight", ".lora_up.weight"))
+KOHYA_UNET = "lora_unet_"
+_TEXT_ENCODER = ("text_encoder", "lora_te")  # diffusers' and kohya's (lora_te_, lora_te1_, lora_te2_) prefixes
+_LDM_BLOCKS = ("input_blocks_", "middle_block_", "output_blocks_")
+_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a")
 
 
 @dataclass
@@ -41,7 +49,7 @@ class LoRA:
                 if not key.endswith(a_suffix):
                     continue
                 path = key[: -len(a_suffix)]
-                if path.startswith("text_encoder"):
+                if path.startswith(_TEXT_ENCODER):
                     continue
                 up = tensors.get(path + b_suffix)
                 if up is None:
@@ -50,21 +58,20 @@ class LoRA:
                 module = path.removeprefix("unet.")
                 pairs[module] = (down.float(), up.float(), float(alpha) if alpha is not None else float(down.shape[0]))
         if not pairs:
-            raise BadInputError(f"No UNet LoRA weights found in {source or 'the file'}.")
+            kind = " (LyCORIS LoHa/LoKr weights: only plain low-rank LoRAs are supported)" if any(
+                k.endswith(_LYCORIS) for k in tensors) else ""
+            raise BadInputError(f"No UNet LoRA weights found in {source or 'the file'}{kind}.")
         return cls(pairs, source)
 
     @contextmanager
     def applied(self, unet: torch.nn.Module, scale: float = 1.0):
         """Merge into `unet` inside the block; the touched weights are restored exactly on exit."""
         saved = {}
+        flat = _flat_names(unet) if any(p.startswith(KOHYA_UNET) for p in self.pairs) else {}
         try:
-            for path, (down, up, alpha) in self.pairs.items():
-                try:
-                    layer = unet.get_submodule(path)
-                except AttributeError:
-                    raise BadInputError(f"LoRA {self.source}: the UNet has no layer {path!r} (a LoRA for another "
-                                        "backbone?)") from None
-                w = layer.weight
+            for key, (down, up, alpha) in self.pairs.items():
+                path = self._layer_path(key, unet, flat)
+                w = unet.get_submodule(path).weight
                 delta = (up.flatten(1) @ down.flatten(1)) * (alpha / down.shape[0]) * scale  # conv LoRAs too
                 if delta.numel() != w.numel():
                     raise BadInputError(f"LoRA {self.source}: {path} has shape {tuple(delta.shape)}, the UNet's "
@@ -77,6 +84,30 @@ class LoRA:
             with torch.no_grad():
                 for path, w in saved.items():
                     unet.get_submodule(path).weight.copy_(w)
+
+
+    def _layer_path(self, key: str, unet: torch.nn.Module, flat: dict[str, str]) -> str:
+        """The UNet layer a LoRA entry names (kohya's flat names looked up in `flat`); a sentence if there is none."""
+        if key.startswith(KOHYA_UNET):
+            name = key.removeprefix(KOHYA_UNET)
+            if name in flat:
+                return flat[name]
+            if name.startswith(_LDM_BLOCKS):
+                raise BadInputError(f"LoRA {self.source}: kohya's SDXL layout names the original UNet's blocks "
+                                    f"({name!r}); convert it to the diffusers layout first (diffusers' "
+                                    "load_lora_weights + save_lora_weights).")
+        else:
+            try:
+                unet.get_submodule(key)
+                return key
+            except AttributeError:
+                pass
+        raise BadInputError(f"LoRA {self.source}: the UNet has no layer {key!r} (a LoRA for another backbone?)")
+
+
+def _flat_names(unet: torch.nn.Module) -> dict[str, str]:
+    """kohya's name of each UNet layer with weights ('down_blocks_0_attentions_0_proj_in') -> its module path."""
+    return {name.replace(".", "_"): name for name, m in unet.named_modules() if hasattr(m, "weight")}
 
 
 def _missing(source: str, why: str) -> MissingWeightsError:
