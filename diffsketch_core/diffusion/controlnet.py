@@ -57,8 +57,9 @@ def tiny_controlnet(unet, seed: int = 0, perturb: bool = True) -> ControlNetMode
 def _missing(source: str, why: str) -> MissingWeightsError:
     return MissingWeightsError(
         f"ControlNet '{source}' is not available: {why}. Download a diffusers ControlNet for the backbone's family "
-        "(e.g. lllyasviel/sd-controlnet-canny for SD 1.x, diffusers/controlnet-canny-sdxl-1.0 for SDXL) on a machine with internet and give its local folder as the style's "
-        f"ControlNet (--controlnet, or the Style tab's advanced panel); {settings.SD_MODEL_ENV} does not cover it.")
+        "(e.g. lllyasviel/sd-controlnet-canny for SD 1.x, diffusers/controlnet-canny-sdxl-1.0 for SDXL) on a "
+        "machine with internet and give its local folder as the style's ControlNet"
+        f" (--controlnet, or the Style tab's advanced panel); {settings.SD_MODEL_ENV} does not cover it.")
 
 
 def load_controlnet(source: str, backbone: Backbone) -> ControlNetModel:
