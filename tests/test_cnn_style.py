@@ -324,3 +324,25 @@ def test_shipped_sketch_prior_draws_edges_on_pretrained_vgg16_only():
     lines = np.asarray(sketch) < 128
     assert out[lines].mean() < out[~lines].mean() - 0.15  # darker on the shapes' outlines than elsewhere
     assert cnn_prior.load_prior(load_cnn_backbone(cnn.VGG16_RANDOM)) is None
+
+
+def test_views_keep_the_sketchs_line_width_unless_rescaling_is_asked():
+    from diffsketch_core.style.augment import AugmentConfig, augment_pair
+
+    photo = Image.new("RGB", (160, 120), (200, 200, 200))
+    sketch = Image.new("L", (160, 120), 255)
+    ImageDraw.Draw(sketch).rectangle([30, 0, 31, 119], fill=0)  # a vertical line 2 px wide
+    ImageDraw.Draw(photo).rectangle([30, 0, 31, 119], fill=(20, 20, 20))
+    rng = np.random.default_rng(0)
+
+    def widths(cfg):
+        out = []
+        for _ in range(12):
+            _, k = augment_pair(photo, sketch, rng, cfg, side=96)
+            ink = np.asarray(k) < 128
+            if ink.any():
+                out.append(int(ink.any(0).sum()))
+        return set(out)
+
+    assert widths(AugmentConfig()) == {2}  # crops and flips only: every view draws the line 2 px wide
+    assert widths(AugmentConfig(scale=(1.5, 2.0))) - {2}  # a rescaled pair draws it thicker
