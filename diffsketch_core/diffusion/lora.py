@@ -70,8 +70,12 @@ class LoRA:
         flat = _flat_names(unet) if any(p.startswith(KOHYA_UNET) for p in self.pairs) else {}
         try:
             for key, (down, up, alpha) in self.pairs.items():
-                path = self._layer_path(key, unet, flat)
-                w = unet.get_submodule(path).weight
+                path = self._layer_path(key, flat)
+                try:
+                    w = unet.get_submodule(path).weight
+                except AttributeError:
+                    raise BadInputError(f"LoRA {self.source}: the UNet has no layer {path!r} (a LoRA for another "
+                                        "backbone?)") from None
                 delta = (up.flatten(1) @ down.flatten(1)) * (alpha / down.shape[0]) * scale  # conv LoRAs too
                 if delta.numel() != w.numel():
                     raise BadInputError(f"LoRA {self.source}: {path} has shape {tuple(delta.shape)}, the UNet's "
@@ -85,24 +89,17 @@ class LoRA:
                 for path, w in saved.items():
                     unet.get_submodule(path).weight.copy_(w)
 
-
-    def _layer_path(self, key: str, unet: torch.nn.Module, flat: dict[str, str]) -> str:
-        """The UNet layer a LoRA entry names (kohya's flat names looked up in `flat`); a sentence if there is none."""
-        if key.startswith(KOHYA_UNET):
-            name = key.removeprefix(KOHYA_UNET)
-            if name in flat:
-                return flat[name]
-            if name.startswith(_LDM_BLOCKS):
-                raise BadInputError(f"LoRA {self.source}: kohya's SDXL layout names the original UNet's blocks "
-                                    f"({name!r}); convert it to the diffusers layout first (diffusers' "
-                                    "load_lora_weights + save_lora_weights).")
-        else:
-            try:
-                unet.get_submodule(key)
-                return key
-            except AttributeError:
-                pass
-        raise BadInputError(f"LoRA {self.source}: the UNet has no layer {key!r} (a LoRA for another backbone?)")
+    def _layer_path(self, key: str, flat: dict[str, str]) -> str:
+        """The module path a LoRA entry names: kohya's flat names are looked up in `flat` (kohya SDXL's LDM block
+        names get a sentence); other names are paths already."""
+        if not key.startswith(KOHYA_UNET):
+            return key
+        name = key.removeprefix(KOHYA_UNET)
+        if name not in flat and name.startswith(_LDM_BLOCKS):
+            raise BadInputError(f"LoRA {self.source}: kohya's SDXL layout names the original UNet's blocks "
+                                f"({name!r}); convert it to the diffusers layout first (diffusers' "
+                                "load_lora_weights + save_lora_weights).")
+        return flat.get(name, key)  # an unknown name is looked up as it is, and refused as "no layer"
 
 
 def _flat_names(unet: torch.nn.Module) -> dict[str, str]:
