@@ -1,6 +1,7 @@
 """The CNN (VGG16-features) style path of issue 13: backbone, generator, one-shot trainer, styles, bad input."""
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -125,6 +126,34 @@ def test_style_round_trip_and_apply(tiny_cnn, tmp_path):
     assert a.size == photo.size and np.abs(np.asarray(a, float) - np.asarray(b, float)).max() <= 1
 
 
+def test_onnx_runtime_draws_what_pytorch_draws(tiny_cnn, monkeypatch):
+    from diffsketch_core import onnx_runtime
+    from diffsketch_core.style.cnn_photo2sketch import _Apply
+
+    photo, sketch = _card()
+    model = CNNPhotoToSketch(CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=2)).run(), tiny_cnn)
+    run = model.runner()
+    assert isinstance(run, onnx_runtime.OnnxModule)  # onnx and onnxruntime are in requirements.txt
+    assert model.runner() is run  # exported once per thread count
+    with torch.no_grad():
+        for work, full in [((64, 48), (100, 75)), ((48, 64), (48, 64)), ((32, 32), (20, 20))]:  # free sizes
+            w, f = torch.rand(1, 3, work[1], work[0]), torch.rand(1, 3, full[1], full[0])
+            torch.testing.assert_close(run(w, f), _Apply(tiny_cnn, model.style.generator)(w, f), atol=1e-5, rtol=0)
+    monkeypatch.setenv(onnx_runtime.RUNTIME_ENV, "torch")
+    assert isinstance(CNNPhotoToSketch(model.style, tiny_cnn).runner(), _Apply)
+
+
+def test_a_network_onnx_cannot_export_runs_in_pytorch_with_a_warning():
+    from diffsketch_core import onnx_runtime
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            return x.numpy()  # leaves the graph: not traceable
+
+    with pytest.warns(UserWarning, match="ONNX Runtime could not run the test net .*using PyTorch"):
+        assert onnx_runtime.try_onnx(Branchy(), [torch.zeros(1, 3, 8, 8)], ["x"], {}, 1, "the test net") is None
+
+
 def test_style_from_the_other_backbone_is_refused(tiny_cnn, tiny_backbone, tmp_path):
     from diffsketch_core.diffusion.features import DEFAULT_TIMESTEPS
     from diffsketch_core.style.archive import pack_style, unpack_style
@@ -238,6 +267,11 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
                                                 False, folder, state, who)
     with Image.open(gallery[0]) as out:
         assert out.size == (512, 341) and np.asarray(out).std() > 0
+    kept = cnn_style.model(folder, state)
+    assert cnn_style.model(folder, state) is kept  # the next click reuses the exported graph
+    weights = next(Path(folder).glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert cnn_style.model(folder, state) is not kept  # saved again: loaded again
     with pytest.raises(gr.Error, match="CPU: VGG16 features backbone, but the Stable Diffusion"):
         style.upload_style(uploaded(zipped), "tiny", who)
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from conftest import ROOT, ink_mask
 from test_app import req, uploaded
+from diffsketch_core import onnx_runtime
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.extractors import extract_sketch, needs, ready_methods
 from diffsketch_core.extractors import student as fast
@@ -78,10 +79,10 @@ def test_fast_runtime_draws_what_pytorch_draws_and_falls_back(monkeypatch):
         for h, w in [(37, 50), (17, 9), (64, 48)]:  # any size, though exported at 64x64
             y = torch.rand(2, 3, h, w)
             torch.testing.assert_close(run(y), model(y), atol=1e-5, rtol=0)
-        monkeypatch.setenv(fast.RUNTIME_ENV, "torch")
+        monkeypatch.setenv(onnx_runtime.RUNTIME_ENV, "torch")
         assert not isinstance(fast.runner(model), fast.OnnxStudent)
         torch.testing.assert_close(fast.runner(model)(x), ref)
-        monkeypatch.delenv(fast.RUNTIME_ENV)
+        monkeypatch.delenv(onnx_runtime.RUNTIME_ENV)
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: PyTorch runs it
         other = SketchStudent(**TINY).eval()
         assert not isinstance(fast.runner(other), fast.OnnxStudent) and fast.runner(other)(x).shape == (1, 1, 37, 50)

@@ -64,5 +64,13 @@ def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="aut
 
 
 def model(style_dir: str, source: str) -> CNNPhotoToSketch:
+    """The style ready to apply, kept for the next click: its ONNX Runtime graph takes 1-2.5 s to export, more
+    than a photo takes. Keyed by the weights' times, so a style saved again in the same folder is reloaded."""
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(style_dir).glob("*.safetensors")))
+    return _model(str(style_dir), source, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _model(style_dir: str, source: str, stamp: tuple) -> CNNPhotoToSketch:
     bb = backbone(source)
     return CNNPhotoToSketch(load_style(style_dir, bb), bb)

@@ -24,9 +24,6 @@ channels-last 0.21 (contiguous ~1.7x slower than channels-last, torch.compile no
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +35,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 from torch import nn
 
+from .. import onnx_runtime
 from ..errors import BadInputError, MissingWeightsError
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "student_hed"
@@ -155,7 +153,6 @@ def load(path: str | Path = CHECKPOINT) -> SketchStudent:
 
 # ---------------------------------------------------------------- inference runtime
 
-RUNTIME_ENV = "DIFFSKETCH_STUDENT_RUNTIME"  # "torch" forces PyTorch; default: ONNX Runtime where it is installed
 Runner = Callable[[torch.Tensor], torch.Tensor]  # rgb (B, 3, H, W) in 0..1 -> ink (B, 1, H, W)
 
 
@@ -170,50 +167,38 @@ class _Body(nn.Module):
 
 
 class OnnxStudent:
-    """`student` run by ONNX Runtime (exported in memory, no file; height and width free): at 512x512 on this busy
-    2-core CPU 0.12 s against PyTorch's 0.21 (benchmarks/student.py), and steadier under load. Same ink to 1e-5."""
+    """`student` run by ONNX Runtime (onnx_runtime.py; height and width free): at 512x512 on this busy 2-core CPU
+    0.12 s against PyTorch's 0.21 (benchmarks/student.py), and steadier under load. Same ink to 1e-5."""
 
-    def __init__(self, student: SketchStudent, threads: int):
-        import io
-
-        import onnxruntime as ort
-
+    def __init__(self, student: SketchStudent, threads: int, module: onnx_runtime.OnnxModule | None = None):
         self.stride = student.total_stride
-        buf = io.BytesIO()
-        free = {0: "batch", 2: "height", 3: "width"}
-        with torch.no_grad():
-            torch.onnx.export(_Body(student).eval(), torch.zeros(1, student.config.in_channels, 64, 64), buf,
-                              input_names=["x"], output_names=["ink"], dynamic_axes={"x": free, "ink": free},
-                              opset_version=17, dynamo=False)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        self.module = module or onnx_runtime.OnnxModule(*_export_args(student), threads)
 
     def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
         h, w = rgb.shape[-2:]
-        x = (padded(rgb.float(), self.stride) - 0.5).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {"x": x})[0])[..., :h, :w]
+        return self.module(padded(rgb.float(), self.stride) - 0.5)[..., :h, :w]
 
 
 def runner(student: SketchStudent) -> Runner:
     """The fastest measured way to run a trained student (weights no longer changing) at the current torch thread
     count: ONNX Runtime when installed, else PyTorch channels-last. Built once per model and thread count."""
     threads = torch.get_num_threads()
-    want_onnx = os.environ.get(RUNTIME_ENV, "").strip().lower() != "torch"
     runners = student.__dict__.setdefault("_runners", {})
-    key = ("onnx" if want_onnx else "torch", threads)
+    key = ("onnx" if onnx_runtime.wanted() else "torch", threads)
     if key not in runners:
-        runners[key] = _build_runner(student, threads, want_onnx)
+        runners[key] = _build_runner(student, threads)
     return runners[key]
 
 
-def _build_runner(student: SketchStudent, threads: int, want_onnx: bool) -> Runner:
-    # onnx (the exporter) and onnxruntime are optional: without them PyTorch runs the same network, only slower
-    if want_onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime")):
-        try:
-            return OnnxStudent(student, threads)
-        except Exception as exc:  # an export problem must not take the Fast extractor down
-            warnings.warn(f"ONNX Runtime could not run the student ({type(exc).__name__}: {exc}); using PyTorch.")
+def _export_args(student: SketchStudent) -> tuple:
+    free = {0: "batch", 2: "height", 3: "width"}
+    return _Body(student), [torch.zeros(1, student.config.in_channels, 64, 64)], ["x"], {"x": free, "out": free}
+
+
+def _build_runner(student: SketchStudent, threads: int) -> Runner:
+    module = onnx_runtime.try_onnx(*_export_args(student), threads, "the student")
+    if module is not None:
+        return OnnxStudent(student, threads, module)
     student.to(memory_format=torch.channels_last)  # faster than contiguous for its 3x3 convs on CPU (measured)
     return lambda rgb: student(rgb.contiguous(memory_format=torch.channels_last))
 
