@@ -179,6 +179,9 @@ class Bench:
                 self.done[r["run"]] = r
         self.test_ids = sorted(p.stem for p in (BSDS / "images" / "test").glob("*.jpg"))[:args.test]
         self.photos = {pid: _photo("test", pid) for pid in self.test_ids}
+        # photos without sketches for the trainer's consistency term: train photos, never the examples or test
+        train_ids = sorted(p.stem for p in (BSDS / "images" / "train").glob("*.jpg") if p.stem not in EXAMPLES)
+        self.unlabeled = [_photo("train", pid) for pid in train_ids[:args.unlabeled]]
         self.scorer = Scorer()
         self.lpips = self.scorer.lpips
         self.backbones: dict[str, object] = {}
@@ -224,7 +227,7 @@ class Bench:
         cfg = CNNTrainConfig(iterations=0 if source == PRIOR_ONLY else self.args.iterations, seed=self.args.seed,
                              bank=self.args.bank, refresh_every=6, preview_every=10 ** 6, prior=source != NO_PRIOR)
         start = time.perf_counter()
-        trainer = CNNOneShotTrainer(bb, photo, sketch, cfg, lpips_model=self.lpips)
+        trainer = CNNOneShotTrainer(bb, photo, sketch, cfg, lpips_model=self.lpips, unlabeled=self.unlabeled)
         if trainer.prior != (source in (VGG16, PRIOR_ONLY)):
             raise SystemExit(f"error: {source} {'found' if trainer.prior else 'did not find'} the sketch prior "
                              f"({cnn_prior.PRIOR_DIR}); the rows would be mislabelled")
@@ -254,7 +257,7 @@ class Bench:
         lp, ss = np.mean(scores, 0)
         self.record({"run": run, "style": style, "backbone": source, "example": example, "lpips": lp, "ssim": ss,
                      "train_s": seconds, "iterations": trainer.iteration, "eval_s_per_photo_generator": per_photo,
-                     "example_loss": trainer.example_loss(), "photos": len(scores)})
+                     "example_loss": trainer.example_loss(), "photos": len(scores), "unlabeled": len(self.unlabeled)})
         if source == VGG16 and example == EXAMPLES[0] and not self.args.no_grids:
             self.grid(style, photo, _teacher(self.cache, style, "train", example), preds,
                       lambda pid: _teacher(self.cache, style, "test", pid))
@@ -385,6 +388,8 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=3, help="example photos per style (1-3)")
     p.add_argument("--grid", type=int, default=3, help="test photos shown in each picture grid")
     p.add_argument("--seed", type=int, default=50)
+    p.add_argument("--unlabeled", type=int, default=0, help="BSDS500 train photos (the first N by name, examples "
+                   "left out) given to the trainer without sketches, for its consistency term")
     p.add_argument("--bank", type=int, default=32, help="augmented views with cached features per training")
     p.add_argument("--prior", default=None, help="sketch prior folder (default: the shipped checkpoints/cnn_sketch_prior)")
     p.add_argument("--cache", default="/tmp/oneshot_cache", help="teacher sketches, computed once")

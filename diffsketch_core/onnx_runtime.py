@@ -27,7 +27,9 @@ RUNTIME_ENV = "DIFFSKETCH_RUNTIME"  # "torch" forces PyTorch; default: ONNX Runt
 
 def wanted() -> bool:
     """ONNX Runtime is installed (with the exporter) and not switched off."""
-    return os.environ.get(RUNTIME_ENV, "").strip().lower() != "torch" and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    if os.environ.get(RUNTIME_ENV, "").strip().lower() == "torch":
+        return False
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 class OnnxModule:

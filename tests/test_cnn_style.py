@@ -84,6 +84,38 @@ def test_events_previews_and_stop(tiny_cnn):
     assert "consistency" in events[1].losses
 
 
+def test_unlabeled_photos_teach_a_sketch_that_survives_a_mirror(tiny_cnn, tmp_path):
+    """The consistency view of an unlabeled photo is its mirrored copy (colour jitter aside), compared mirrored
+    back; with LPIPS on, the term is perceptual (as L1 it pulled sparse styles to a blank page)."""
+    from diffsketch_core.style.augment import AugmentConfig
+
+    photo, sketch = _card()
+    other = photo.transpose(Image.Transpose.ROTATE_180)
+
+    def trained(weight):
+        cfg = _config(iterations=30, lr=5e-3, consistency=weight, augment=AugmentConfig(jitter=0.0, blur=0.0))
+        trainer = CNNOneShotTrainer(tiny_cnn, photo, sketch, cfg, unlabeled=[other])
+        fa, a, fb, b = trainer.unlabeled[0]
+        assert torch.equal(b, a.flip(-1))
+        style = trainer.run()
+        assert style.meta["unlabeled_photos"] == 1
+        with torch.no_grad():  # how much the sketch of the photo and of its mirror image disagree
+            return float((trainer.generator(fa, a) - trainer.generator(fb, b).flip(-1)).abs().mean()), trainer
+
+    without, _ = trained(0.0)
+    with_term, trainer = trained(1.0)
+    assert with_term < 0.5 * without, (with_term, without)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    kept = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=1), unlabeled=[broken, other])
+    assert len(kept.unlabeled) == 1 and any("extra photo was skipped" in n for n in kept.notes)
+    fake = torch.nn.Module()
+    fake.forward = lambda x, y: (x - y).pow(2).mean((1, 2, 3))
+    trainer.lpips = fake
+    x, y = torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)
+    assert float(trainer._distance(x, y)) == 4.0  # the perceptual distance, on 3-channel images in [-1, 1]
+
+
 def test_reflected_borders_draw_no_frame_and_version_1_styles_are_refused(tiny_cnn, tmp_path):
     """A flat photo has no edges: with reflected borders in the backbone and the generator, nothing can tell the
     border from the middle, so no frame is drawn (zero padding could, and styles drew dark right/bottom lines).
@@ -260,9 +292,15 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
     # it started from the shipped sketch prior, and says so; unticked, it starts from scratch
     assert any("Starting from the sketch prior" in o[0] for o in outs if isinstance(o[0], str))
     assert json.loads((Path(folder) / "style.json").read_text())["prior"] == "cnn_sketch_prior"
+    small.rotate(180).save(tmp_path / "more.png")  # an extra photo without a sketch (the consistency term)
     plain = list(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2,
-                                   state, who, prior=False))
-    assert json.loads((Path(plain[-1][4]) / "style.json").read_text())["prior"] is None
+                                   state, who, prior=False, more_photos=[uploaded(tmp_path / "more.png")]))
+    info = json.loads((Path(plain[-1][4]) / "style.json").read_text())
+    assert info["prior"] is None and info["unlabeled_photos"] == 1
+    assert any("1 extra photo(s)" in o[0] for o in plain if isinstance(o[0], str))
+    with pytest.raises(gr.Error, match="Each extra photo must be a file uploaded through the app"):
+        next(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2, state,
+                               who, more_photos=["/etc/passwd"]))
     gallery, _, note = photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "512 px (long side)", 0, 0.0,
                                                 False, folder, state, who)
     with Image.open(gallery[0]) as out:

@@ -58,9 +58,10 @@ def any_backbone(source: str):
 
 
 def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="auto",
-            prior: bool = True) -> CNNOneShotTrainer:
+            prior: bool = True, unlabeled: list[str] = ()) -> CNNOneShotTrainer:
+    """`unlabeled`: the artist's extra photos (no sketches) for the trainer's consistency term."""
     cfg = CNNTrainConfig(iterations=iterations, preview_every=max(1, min(25, iterations // 10)), prior=prior)
-    return CNNOneShotTrainer(backbone(source), photo, sketch, cfg, invert=invert)
+    return CNNOneShotTrainer(backbone(source), photo, sketch, cfg, invert=invert, unlabeled=list(unlabeled))
 
 
 def model(style_dir: str, source: str) -> CNNPhotoToSketch:

@@ -74,9 +74,11 @@ def iterations_for(source: str | None):
 
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
-                extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True):
+                extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True,
+                more_photos=None):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
     `prior`: a CPU (VGG16) style starts from the sketch prior (style/cnn_prior.py); SD styles ignore it.
+    `more_photos`: a CPU style's extra photos without sketches (its consistency term); SD styles ignore them.
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
@@ -87,6 +89,8 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
     iterations = common.as_int(iterations, "Iterations", 1, 100_000)
+    more = more_photos if isinstance(more_photos, list) else [more_photos] if more_photos else []
+    more = [common.received(f, "Each extra photo") for f in more]
     key = session(request)
     if key in RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
@@ -102,7 +106,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
             said = f"Caption from the captioner (kept with the style): '{caption}'. "
             yield said, *[gr.skip()] * 5
         yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques,
-                          said, prior is not False)
+                          said, prior is not False, more)
     finally:
         RUNNING.pop(key, None)
         TRAINING.pop(key, None)
@@ -240,10 +244,13 @@ def gpu_estimate(iterations, source) -> str:
 
 
 def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None,
-             prior=True) -> tuple[OneShotTrainer, str]:
+             prior=True, more=()) -> tuple[OneShotTrainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
-        trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior)
-        return trainer, "Starting from the sketch prior. " if trainer.prior else ""
+        trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior, more)
+        said = "Starting from the sketch prior. " if trainer.prior else ""
+        if trainer.unlabeled:
+            said += f"{len(trainer.unlabeled)} extra photo(s) teach the style what it need not guess. "
+        return trainer, said
     demo = source == TINY
     bb = common.backbone(source)
     weights, note, lpips_model = LossWeights(), "", None
@@ -274,7 +281,7 @@ def _train_chunk(job: dict):
     cancel = StopFlag(job["stop"])
     try:
         trainer, note = _trainer(job["photo"], job["sketch"], job["caption"], job["iterations"], job["source"],
-                                 job["invert"], job["techniques"], job.get("prior", True))
+                                 job["invert"], job["techniques"], job.get("prior", True), job.get("more", []))
     except DiffSketchError as exc:
         raise fail(exc) from None
     if job["state"] is not None:
@@ -311,7 +318,7 @@ def _train_chunk(job: dict):
 
 
 def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None, said="",
-           prior=True):
+           prior=True, more=()):
     """`said`: what the status line already tells (the captioner's caption), kept in front of "Preparing"."""
     plan = _plan(iterations, source, techniques=techniques)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
@@ -319,8 +326,8 @@ def _train(photo, sketch, caption, iterations, source, cancel, request, invert="
         gr.update(interactive=False)
     key = session(request)
     job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
-               invert=invert, techniques=techniques or {}, prior=prior, stop=str(cancel.path), folder=str(user_dir(request) / f"style-{time.time_ns()}"),
-               state=None, until=0, seconds=0)
+               invert=invert, techniques=techniques or {}, prior=prior, more=list(more), stop=str(cancel.path),
+               folder=str(user_dir(request) / f"style-{time.time_ns()}"), state=None, until=0, seconds=0)
     done = 0
     while True:
         job.update(until=done + plan.chunks[0], seconds=plan.seconds[0], state=TRAINING.get(key))
@@ -459,6 +466,10 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
     prior = gr.Checkbox(True, label="CPU styles: start from the sketch prior",
                         info="learnt from people's contour drawings of 297 photos: better for outline styles; untick "
                              "it for tonal styles that fill dark areas (XDoG-like). Stable Diffusion styles ignore it.")
+    more_photos = gr.File(
+        file_count="multiple", file_types=["image"], elem_id="style-more-photos",
+        label="CPU styles, optional: more photos of the kind you will sketch, no sketches needed (up to 32; each "
+              "makes the style draw the same lines on a photo and its mirror image; about 1.5x the training time)")
     gpu_note = gr.Markdown()
     with gr.Accordion("Advanced: diffusion feature techniques (off by default)", open=False):
         gr.Markdown(techniques_status())
@@ -507,7 +518,7 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
     train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
                               adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds, adv_fine,
-                              adv_uncond, adv_captioner, adv_ip, prior],
+                              adv_uncond, adv_captioner, adv_ip, prior, more_photos],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)
