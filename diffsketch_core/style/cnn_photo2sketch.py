@@ -6,6 +6,8 @@ photo costs one VGG16 pass at 256^2 plus a few small convolutions at 512^2. On a
 graph where it is installed (onnx_runtime.py; exported once per model and thread count, 1-2.5 s): the whole path
 for a 512^2 photo 0.42 s against PyTorch's 0.50 s on 2 threads of this CPU, 0.74 against 0.92 on 1 (quiet
 machine, 2026-12-06).
+
+CLI: python -m diffsketch_core.style.cnn_photo2sketch --style styles/mine photos/ out/   (a folder or single files)
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import numpy as np
 import torch
 from PIL import Image
-
 from torch import nn
 
 from .. import cli, onnx_runtime

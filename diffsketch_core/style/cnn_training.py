@@ -14,7 +14,8 @@ Per iteration:
    photos, example 1, 20 unlabeled BSDS500 train photos, LPIPS XDoG / HED / PiDiNet): without 0.167 / 0.246 /
    0.231, with this term at 0.3 0.162 / 0.236 / 0.214; as L1 instead of LPIPS, at 1.0 HED 0.216 but PiDiNet
    collapsed to a near-blank page (0.464), at 0.1 0.161 / 0.238 / 0.228; colour jitter alone (L1, 1.0) 0.171 /
-   0.229 / 0.249;
+   0.229 / 0.249. On the benchmark (50 test photos) it helps example 1 in every style, but over the 9 runs it is
+   a wash (README), so it is used only when extra photos are given;
 3. an Adam step (cosine-decayed learning rate).
 Progress and previews are the SD trainer's TrainEvents; a cancel flag is checked before each iteration.
 
