@@ -275,6 +275,10 @@ class Trainer:
         if self.main:
             self._save_state()
             self.export()
+        # all processes leave together and close the process group themselves: one that exited while the main
+        # process was still saving could abort in gloo's teardown (seen once in CI: SIGABRT on rank 1)
+        self.acc.wait_for_everyone()
+        self.acc.end_training()
 
 
 def main(argv: list[str] | None = None) -> int:

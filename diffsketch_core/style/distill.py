@@ -609,6 +609,7 @@ def _main(args: argparse.Namespace) -> int:
         export(model, args.out, rec)
         print(f"student written to {args.out}", flush=True)
     acc.wait_for_everyone()
+    acc.end_training()  # closes the process group on every process before they exit (see strokes/train.py)
     return 0
 
 
