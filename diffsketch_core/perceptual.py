@@ -91,6 +91,11 @@ def lpips_needs() -> str | None:
             "lpips/alexnet_features.safetensors (torchvision downloads them at first use when online).")
 
 
+def sketch_lpips(lpips_model: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS between grey sketches (B, 1, H, W) in [0, 1], one value per sketch: LPIPS takes RGB in [-1, 1]."""
+    return lpips_model((a * 2 - 1).expand(-1, 3, -1, -1), (b * 2 - 1).expand(-1, 3, -1, -1))
+
+
 def load_lpips(device: str | torch.device = "cpu") -> nn.Module:
     """LPIPS(alex) v0.1: linear heads from the lpips package, AlexNet convs from the weights directory
     (lpips/alexnet_features.safetensors); without a weights dir torchvision's download is tried and a failure

@@ -284,6 +284,11 @@ def received(path, what: str = "The upload") -> str | None:
     return str(real)
 
 
+def received_files(files, what: str = "Each file") -> list[str]:
+    """A multi-file upload (a list, one path or nothing) as received paths, each checked by `received`."""
+    return [received(f, what) for f in (files if isinstance(files, list) else [files] if files else [])]
+
+
 # ---------------------------------------------------------------- Gradio's own pre-processing, as sentences
 
 def _image_header_check(payload, label: str) -> None:

@@ -42,7 +42,7 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
     if not files:
         raise gr.Error("Upload one or more photos.")
     # typed at the boundary (any API client can send anything): uploaded files only, numbers in the widgets' ranges
-    files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files])]
+    files = common.received_files(files, "Each photo")
     size = common.as_choice(size, list(SIZES), "Output size")
     line_weight = common.as_int(line_weight, "Line weight", -2, 3)
     threshold = common.as_float(threshold, "Threshold", 0.0, 1.0)

@@ -89,8 +89,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     if not photo or not sketch:
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
     iterations = common.as_int(iterations, "Iterations", 1, 100_000)
-    more = more_photos if isinstance(more_photos, list) else [more_photos] if more_photos else []
-    more = [common.received(f, "Each extra photo") for f in more]
+    more = common.received_files(more_photos, "Each extra photo")
     key = session(request)
     if key in RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
@@ -390,7 +389,7 @@ def distil_style(files, steps, style_dir, source, request: gr.Request | None = N
         raise gr.Error(common.toast(common.needs_style_weights()))
     if not style_dir:
         raise gr.Error("No style yet: train one above or upload a saved style first.")
-    files = [common.received(f, "Each photo") for f in (files if isinstance(files, list) else [files] if files else [])]
+    files = common.received_files(files, "Each photo")
     if not files:
         raise gr.Error("Upload some photos to distil from (10-50 of the kind you will sketch).")
     steps = common.as_int(steps, "Steps", 10, 20_000)

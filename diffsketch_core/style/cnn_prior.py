@@ -31,6 +31,7 @@ from PIL import Image
 from .. import cli
 from ..diffusion.cnn import CNNBackbone, load_cnn_backbone
 from ..errors import BadInputError
+from ..perceptual import load_lpips, sketch_lpips
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
 from .store import check_compatible
 from .training import CancelFlag, TrainEvent
@@ -120,8 +121,6 @@ def pretrain(backbone: CNNBackbone, pairs: Sequence[Pair], cfg: PriorConfig | No
     rng = np.random.default_rng(cfg.seed)
     gen = generator or cnn_generator_for(backbone)
     if cfg.lpips > 0 and lpips_model is None:
-        from ..perceptual import load_lpips
-
         lpips_model = load_lpips()
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     emit, start = on_event or (lambda e: None), time.perf_counter()
@@ -137,7 +136,7 @@ def pretrain(backbone: CNNBackbone, pairs: Sequence[Pair], cfg: PriorConfig | No
         out = gen(backbone.extract(x, gen.taps), x)
         parts = {"l1": cfg.l1 * (out - y).abs().mean()}
         if cfg.lpips > 0:
-            parts["lpips"] = cfg.lpips * lpips_model(out.repeat(1, 3, 1, 1) * 2 - 1, y.repeat(1, 3, 1, 1) * 2 - 1).mean()
+            parts["lpips"] = cfg.lpips * sketch_lpips(lpips_model, out, y).mean()
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

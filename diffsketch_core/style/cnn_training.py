@@ -40,7 +40,7 @@ from .. import cli
 from ..diffusion.cnn import CNNBackbone, load_cnn_backbone
 from ..errors import BadInputError
 from ..images import ImageLike, load_image
-from ..perceptual import ClipImageEncoder, load_lpips
+from ..perceptual import ClipImageEncoder, load_lpips, sketch_lpips
 from .augment import AugmentConfig, augment_pair, photometric, view_side
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
 from .cnn_prior import load_prior
@@ -165,8 +165,7 @@ class CNNOneShotTrainer:
     def _losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = {"l1": self.cfg.l1 * (out - target).abs().mean()}
         if self.lpips is not None:
-            parts["lpips"] = self.cfg.lpips * self.lpips(out.repeat(1, 3, 1, 1) * 2 - 1,
-                                                          target.repeat(1, 3, 1, 1) * 2 - 1).mean()
+            parts["lpips"] = self.cfg.lpips * sketch_lpips(self.lpips, out, target).mean()
         if self.clip is not None:
             e_out = F.normalize(self.clip(out.repeat(1, 3, 1, 1)), dim=-1)
             e_tgt = F.normalize(self.clip(target.repeat(1, 3, 1, 1)), dim=-1)
@@ -178,7 +177,7 @@ class CNNOneShotTrainer:
         towards a blank page."""
         if self.lpips is None:
             return (x - y).abs().mean()
-        return self.lpips(x.repeat(1, 3, 1, 1) * 2 - 1, y.repeat(1, 3, 1, 1) * 2 - 1).mean()
+        return sketch_lpips(self.lpips, x, y).mean()
 
     def _batch(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
         idx = self.rng.choice(len(self.views), size=min(self.cfg.batch, len(self.views)), replace=False)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..perceptual import ClipImageEncoder
+from ..perceptual import ClipImageEncoder, sketch_lpips
 
 
 @dataclass
@@ -51,8 +51,7 @@ class DiffSketchLoss(nn.Module):
                 s_i: torch.Tensor | None = None, i_i: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         parts = {"l1": F.l1_loss(s_rec, s_ex), "clip": direction_loss(self.clip(s_rec), e_s_ex.expand(len(s_rec), -1))}
         if self.lpips is not None:
-            to_pm1 = lambda s: (s * 2 - 1).expand(-1, 3, -1, -1)  # noqa: E731 (LPIPS takes [-1, 1] RGB)
-            parts["lpips"] = self.lpips(to_pm1(s_rec), to_pm1(s_ex)).mean()
+            parts["lpips"] = sketch_lpips(self.lpips, s_rec, s_ex).mean()
         if s_i is not None and i_i is not None:
             e_s, e_i = self.clip(s_i), self.clip(i_i)
             parts["across"] = direction_loss(e_s - e_i, (e_s_ex - e_i_ex).expand_as(e_s))
