@@ -165,6 +165,10 @@ def _tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
+def _mirror(img: Image.Image, mirrored: bool) -> Image.Image:
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else img
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -200,8 +204,8 @@ class Bench:
             self.features.clear()
             bb = load_cnn_backbone(source.split(":")[0], work_side=WORK)
             start = time.perf_counter()
-            self.features = {pid: {k: v.half() for k, v in bb.extract(_tensor(img)).items()}
-                             for pid, img in self.photos.items()}
+            self.features = {(pid, m): {k: v.half() for k, v in bb.extract(_tensor(_mirror(img, m))).items()}
+                             for pid, img in self.photos.items() for m in (False, True)}
             print(f"{source}: features of {len(self.photos)} test photos in {time.perf_counter() - start:.0f} s",
                   flush=True)
             self.backbones[source] = bb
@@ -235,10 +239,16 @@ class Bench:
         return trainer, time.perf_counter() - start
 
     @torch.no_grad()
-    def predict(self, trainer, pid: str) -> np.ndarray:
+    def predict(self, trainer, pid: str, mirror: bool = False) -> np.ndarray:
+        """The style's sketch of a test photo; `mirror`: averaged with that of the mirrored photo, mirrored back
+        (what CNNPhotoToSketch(mirror=True) runs, from the cached features)."""
         gen = trainer.generator.eval()
-        feats = {k: v.float() for k, v in self.features[pid].items()}
-        return gen(feats, _tensor(self.photos[pid]))[0, 0].clamp(0, 1).numpy()
+        outs = []
+        for m in (False, True) if mirror else (False,):
+            feats = {k: v.float() for k, v in self.features[(pid, m)].items()}
+            out = gen(feats, _tensor(_mirror(self.photos[pid], m)))[0, 0]
+            outs.append(out.flip(-1) if m else out)
+        return (sum(outs) / len(outs)).clamp(0, 1).numpy()
 
     def style_run(self, style: str, source: str, example: str) -> None:
         run = f"style/{style}/{source}/{example}"
@@ -246,7 +256,7 @@ class Bench:
             return
         photo = _photo("train", example)
         trainer, seconds = self.train(source, photo, _teacher(self.cache, style, "train", example))
-        scores, preds = [], {}
+        scores, mirrored, preds = [], [], {}
         start = time.perf_counter()
         for pid in self.test_ids:
             pred = self.predict(trainer, pid)
@@ -254,14 +264,20 @@ class Bench:
             if pid in self.test_ids[:self.args.grid]:
                 preds[pid] = pred
         per_photo = (time.perf_counter() - start) / len(self.test_ids)
+        for pid in self.test_ids:
+            mirrored.append(self.scorer(self.predict(trainer, pid, mirror=True),
+                                        _arr(_teacher(self.cache, style, "test", pid))))
         lp, ss = np.mean(scores, 0)
+        lpm, ssm = np.mean(mirrored, 0)
         self.record({"run": run, "style": style, "backbone": source, "example": example, "lpips": lp, "ssim": ss,
+                     "lpips_mirror": lpm, "ssim_mirror": ssm,
                      "train_s": seconds, "iterations": trainer.iteration, "eval_s_per_photo_generator": per_photo,
                      "example_loss": trainer.example_loss(), "photos": len(scores), "unlabeled": len(self.unlabeled)})
-        if source == VGG16 and example == EXAMPLES[0] and not self.args.no_grids:
-            self.grid(style, photo, _teacher(self.cache, style, "train", example), preds,
-                      lambda pid: _teacher(self.cache, style, "test", pid))
-            trainer.style().save(self.out / f"style_{style}")
+        if source == VGG16 and example == EXAMPLES[0]:
+            trainer.style().save(self.out / f"style_{style}")  # what speed() applies
+            if not self.args.no_grids:
+                self.grid(style, photo, _teacher(self.cache, style, "train", example), preds,
+                          lambda pid: _teacher(self.cache, style, "test", pid))
 
     def human_run(self, example: str, source: str = VGG16) -> None:
         run = f"human/{'ours' if source == VGG16 else 'ours-no-prior'}/{example}"
@@ -302,14 +318,14 @@ class Bench:
 
     def speed(self) -> None:
         """Seconds per 512x512 photo through the whole apply path (VGG16 at 256, generator at 512)."""
-        for threads in (1, 2):
-            run = f"speed/{threads}"
+        for threads, mirror in ((1, False), (2, False), (1, True), (2, True)):
+            run = f"speed/{threads}" + ("/mirror" if mirror else "")
             if run in self.done or f"style/hed/{VGG16}/{EXAMPLES[0]}" not in self.done:
                 continue
             from diffsketch_core.style.store import load_style
 
             bb = self.backbone(VGG16)
-            model = CNNPhotoToSketch(load_style(self.out / "style_hed", bb), bb)
+            model = CNNPhotoToSketch(load_style(self.out / "style_hed", bb), bb, mirror=mirror)
             old = torch.get_num_threads()
             torch.set_num_threads(threads)
             photos = [_photo("test", pid, full=True).resize((512, 512)) for pid in self.test_ids[:6]]
@@ -318,7 +334,8 @@ class Bench:
             for p in photos[1:]:
                 model(p)
             torch.set_num_threads(old)
-            self.record({"run": run, "threads": threads, "s_per_512_photo": (time.perf_counter() - start) / 5})
+            self.record({"run": run, "threads": threads, "mirror": mirror,
+                         "s_per_512_photo": (time.perf_counter() - start) / 5})
 
     def grid(self, name: str, photo: Image.Image, sketch: Image.Image, preds: dict, target_of) -> None:
         """Example pair, then for each shown test photo: photo / target / ours (rows)."""
@@ -340,11 +357,12 @@ class Bench:
 
 
 def tables(done: dict) -> str:
-    lines = ["| style | ours: VGG16 ImageNet + prior (example 1) | examples 2, 3 | no prior | prior alone | "
-             "random-init VGG16, no prior | blank page | nearest other extractor | train s | generator s/photo |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| style | ours: VGG16 ImageNet + prior (example 1) | mirror-averaged | examples 2, 3 | no prior | "
+             "prior alone | random-init VGG16, no prior | blank page | nearest other extractor | train s | "
+             "generator s/photo |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda r: f"{r['lpips']:.3f} / {r['ssim']:.3f}" if r else "-"  # noqa: E731
-    means = {"ours": [], "noprior": [], "prioronly": [], "random": [], "blank": [], "other": []}
+    fmt_m = lambda r: f"{r['lpips_mirror']:.3f} / {r['ssim_mirror']:.3f}" if r and "lpips_mirror" in r else "-"  # noqa: E731
+    means = {"ours": [], "mirror": [], "noprior": [], "prioronly": [], "random": [], "blank": [], "other": []}
     for style in STYLES:
         ours = done.get(f"style/{style}/{VGG16}/{EXAMPLES[0]}")
         more = [done.get(f"style/{style}/{VGG16}/{e}") for e in EXAMPLES[1:]]
@@ -358,17 +376,23 @@ def tables(done: dict) -> str:
                        ("blank", blank), ("other", best)):
             if r:
                 means[key].append((r["lpips"], r["ssim"]))
-        lines.append(f"| {style} | {fmt(ours)} | {', '.join(fmt(m) for m in more)} | {fmt(noprior)} | "
+        if ours and "lpips_mirror" in ours:
+            means["mirror"].append((ours["lpips_mirror"], ours["ssim_mirror"]))
+        lines.append(f"| {style} | {fmt(ours)} | {fmt_m(ours)} | {', '.join(fmt(m) for m in more)} | {fmt(noprior)} | "
                      f"{fmt(prioronly)} | {fmt(rnd)} | {fmt(blank)} | "
                      f"{fmt(best)}{' (' + best['method'] + ')' if best else ''} | "
                      f"{ours['train_s']:.0f} | {ours['eval_s_per_photo_generator']:.2f} |" if ours else
-                     f"| {style} | - | | | | | | | | |")
+                     f"| {style} | - | | | | | | | | | |")
     mean = lambda k: (f"{np.mean([m[0] for m in means[k]]):.3f} / {np.mean([m[1] for m in means[k]]):.3f}"  # noqa: E731
                       if len(means[k]) == len(STYLES) else "-")
     all_ours = [done.get(f"style/{s}/{VGG16}/{e}") for s in STYLES for e in EXAMPLES]
     all_ours = [r for r in all_ours if r]
-    lines.append(f"| **mean** | {mean('ours')} | all examples: "
-                 f"{np.mean([r['lpips'] for r in all_ours]):.3f} / {np.mean([r['ssim'] for r in all_ours]):.3f} | "
+    all_m = [r for r in all_ours if "lpips_mirror" in r]
+    all_m = (f" (mirror-averaged {np.mean([r['lpips_mirror'] for r in all_m]):.3f} / "
+             f"{np.mean([r['ssim_mirror'] for r in all_m]):.3f})" if len(all_m) == len(all_ours) else "")
+    lines.append(f"| **mean** | {mean('ours')} | {mean('mirror')} | all examples: "
+                 f"{np.mean([r['lpips'] for r in all_ours]):.3f} / {np.mean([r['ssim'] for r in all_ours]):.3f}"
+                 f"{all_m} | "
                  f"{mean('noprior')} | {mean('prioronly')} | {mean('random')} | {mean('blank')} | {mean('other')} | | |"
                  if all_ours else "| mean | - |")
     lines += ["", "| human style (ODS F, P, R at threshold) | F | P | R | threshold |", "|---|---|---|---|---|"]
@@ -376,8 +400,9 @@ def tables(done: dict) -> str:
         r = done[key]
         lines.append(f"| {key[6:]} | {r['ods_f']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['threshold']} |")
     for key in [k for k in done if k.startswith("speed/")]:
-        lines.append(f"\nspeed: {done[key]['s_per_512_photo']:.2f} s per 512x512 photo with {done[key]['threads']} "
-                     "thread(s) (VGG16 at 256, generator at 512)")
+        mirrored = " mirror-averaged" if done[key].get("mirror") else ""
+        lines.append(f"\nspeed: {done[key]['s_per_512_photo']:.2f} s per 512x512 photo{mirrored} with "
+                     f"{done[key]['threads']} thread(s) (VGG16 at 256, generator at 512)")
     return "\n".join(lines)
 
 

@@ -7,9 +7,10 @@ Measures, as run:
 - seconds per photo at 512x512, batch 1 (median over --time-photos photos, after one warm-up) and batch 8 (one
   batch of 8 photos through the network; XDoG has no batch form, so 8 photos one after another), for the student,
   HED, PiDiNet and XDoG, all in this process with the same thread count; the student as the Fast extractor runs
-  it (ONNX Runtime where installed), in PyTorch (channels-last), and in ONNX Runtime on one thread;
-- the student against the teacher on --n photos: LPIPS(alex) between the two sketches and SSIM (skimage, on the
-  ink maps, data range 1), drawn by the Fast extractor's runtime;
+  it (ONNX Runtime where installed), mirror-averaged (mirror.py), in PyTorch (channels-last), and in ONNX Runtime
+  on one thread;
+- the student against the teacher on --n photos (--mirror: the mirror-averaged student): LPIPS(alex) between the
+  two sketches and SSIM (skimage, on the ink maps, data range 1), drawn by the Fast extractor's runtime;
 - the boundary F-score (ODS: one threshold for the whole set) of student and teacher on BSDS500's human
   annotations. The maps are computed at 512x512 and resized back to the photo's own size; each threshold's
   binary map is thinned to one-pixel lines; a predicted pixel is correct when an annotator's boundary lies within
@@ -95,7 +96,9 @@ def timings(imgs: list[Image.Image], batch8: list[Image.Image], stud) -> dict[st
     one = [_tensor([i]) for i in imgs]
     many = _tensor(batch8)
     runtime = "ONNX Runtime" if isinstance(fast_run, student.OnnxStudent) else "PyTorch"
-    rows = [(f"student ({runtime})", run_student), ("student (PyTorch, channels-last)", run_student_torch)]
+    mirrored = student.runner(stud, mirror=True)
+    rows = [(f"student ({runtime})", run_student), (f"student mirror-averaged ({runtime})", mirrored),
+            ("student (PyTorch, channels-last)", run_student_torch)]
     if isinstance(fast_run, student.OnnxStudent) and torch.get_num_threads() > 1:
         one_thread = student.OnnxStudent(stud, 1)  # on a shared CPU one thread can beat two (threads wait on each other)
         rows.append(("student (ONNX Runtime, 1 thread)", lambda x: one_thread(x)))
@@ -152,11 +155,12 @@ def ods(counts: np.ndarray) -> tuple[float, float]:
     return float(f[k]), float(THRESHOLDS[k])
 
 
-def quality(photos: list[Path], teacher_dir: Path, stud, size: int, grid: Path | None) -> dict:
+def quality(photos: list[Path], teacher_dir: Path, stud, size: int, grid: Path | None,
+            mirror: bool = False) -> dict:
     from skimage.metrics import structural_similarity
 
     lp = load_lpips()
-    run = student.runner(stud)  # the Fast extractor's runtime, so the quality is that of what the app draws
+    run = student.runner(stud, mirror)  # the Fast extractor's runtime, so the quality is that of what the app draws
     lpips_v, ssim_v = [], []
     counts = {"student": 0, "HED": 0}
     rows = []
@@ -208,6 +212,8 @@ def main() -> None:
     p.add_argument("--teacher-cache", default=str(ROOT / "runs" / "hed_test_cache"))
     p.add_argument("--grid", default=str(ROOT / "assets" / "benchmarks" / "student_grid.png"))
     p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--mirror", action="store_true", help="score the mirror-averaged student (Photo -> Sketch's "
+                   "Mirror-averaged with Fast (student))")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     photos = _photos(Path(args.photos), args.n)
@@ -223,8 +229,10 @@ def main() -> None:
         print("\n| extractor | s / photo, batch 1 | s / photo, batch 8 | vs PiDiNet (batch 1) |\n|---|---|---|---|")
         for name, (b1, b8) in t.items():
             print(f"| {name} | {b1:.3f} | {b8:.3f} | {t['PiDiNet'][0] / b1:.1f}x |")
-    q = quality(photos, Path(args.teacher_cache), stud, args.size, Path(args.grid) if args.grid else None)
-    print(f"\nstudent vs teacher on {q['n']} photos: LPIPS(alex) {q['lpips']:.4f}, SSIM {q['ssim']:.4f}")
+    q = quality(photos, Path(args.teacher_cache), stud, args.size, Path(args.grid) if args.grid else None,
+                args.mirror)
+    what = "mirror-averaged student" if args.mirror else "student"
+    print(f"\n{what} vs teacher on {q['n']} photos: LPIPS(alex) {q['lpips']:.4f}, SSIM {q['ssim']:.4f}")
     print("\n| | boundary F (ODS, approx.) | threshold |\n|---|---|---|")
     for name in ("HED", "student"):
         if f"ods_{name}" in q:

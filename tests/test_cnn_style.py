@@ -175,6 +175,26 @@ def test_onnx_runtime_draws_what_pytorch_draws(tiny_cnn, monkeypatch):
     assert isinstance(CNNPhotoToSketch(model.style, tiny_cnn).runner(), _Apply)
 
 
+def test_mirror_averaged_apply_is_the_mean_of_both_passes(tiny_cnn, monkeypatch):
+    from diffsketch_core import onnx_runtime
+    from diffsketch_core.style.cnn_photo2sketch import _Apply
+
+    photo, sketch = _card()
+    style = CNNOneShotTrainer(tiny_cnn, photo, sketch, _config(iterations=2)).run()
+    plain = _Apply(tiny_cnn, style.generator).eval()
+    w, f = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 75, 100)
+    with torch.no_grad():
+        ref = (plain(w, f) + plain(w.flip(-1), f.flip(-1)).flip(-1)) / 2
+        for runtime in ("onnx", "torch"):
+            if runtime == "torch":
+                monkeypatch.setenv(onnx_runtime.RUNTIME_ENV, "torch")
+            model = CNNPhotoToSketch(style, tiny_cnn, mirror=True)
+            torch.testing.assert_close(model.runner()(w, f), ref, atol=1e-5, rtol=0)
+    a = np.asarray(model(photo).sketch, float)
+    b = np.asarray(model(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)).sketch, float)
+    assert np.abs(a - b[:, ::-1]).max() <= 1  # a mirrored photo gets the mirrored sketch
+
+
 def test_a_network_onnx_cannot_export_runs_in_pytorch_with_a_warning():
     from diffsketch_core import onnx_runtime
 
@@ -305,6 +325,15 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
                                                 False, folder, state, who)
     with Image.open(gallery[0]) as out:
         assert out.size == (512, 341) and np.asarray(out).std() > 0
+        single = np.asarray(out, float)
+    gallery, _, _ = photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "512 px (long side)", 0, 0.0,
+                                             False, folder, state, who, mirror=True)
+    with Image.open(gallery[0]) as out:  # the mirror-averaged sketch: the same size, not the same pixels
+        assert out.size == (512, 341) and np.abs(np.asarray(out, float) - single).mean() > 0.1
+    assert cnn_style.model(folder, state, True).mirror and not cnn_style.model(folder, state).mirror
+    with pytest.raises(gr.Error, match="Mirror-averaged must be true or false"):
+        photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "Same as photo", 0, 0.0, False, folder, state,
+                                 who, mirror="yes")
     kept = cnn_style.model(folder, state)
     assert cnn_style.model(folder, state) is kept  # the next click reuses the exported graph
     weights = next(Path(folder).glob("*.safetensors"))

@@ -88,6 +88,23 @@ def test_fast_runtime_draws_what_pytorch_draws_and_falls_back(monkeypatch):
         assert not isinstance(fast.runner(other), fast.OnnxStudent) and fast.runner(other)(x).shape == (1, 1, 37, 50)
 
 
+def test_mirror_averaged_runner_is_the_mean_of_both_passes(monkeypatch):
+    model = SketchStudent(**TINY).eval()
+    x = torch.rand(2, 3, 37, 50)
+    with torch.inference_mode():
+        ref = (model(x) + model(x.flip(-1)).flip(-1)) / 2
+        assert not torch.allclose(ref, model(x), atol=1e-4)
+        run = fast.runner(model, mirror=True)
+        assert run is not fast.runner(model) and fast.runner(model, mirror=True) is run
+        torch.testing.assert_close(run(x), ref, atol=1e-5, rtol=0)
+        monkeypatch.setenv(onnx_runtime.RUNTIME_ENV, "torch")
+        torch.testing.assert_close(fast.runner(model, mirror=True)(x), ref, atol=1e-5, rtol=0)
+        img = Image.fromarray((np.random.default_rng(0).random((30, 41, 3)) * 255).astype(np.uint8))
+        a = fast.sketch_with(model, img, mirror=True)
+        b = fast.sketch_with(model, img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mirror=True)
+        np.testing.assert_allclose(a, b[:, ::-1], atol=1e-5)  # a mirrored photo gets the mirrored ink
+
+
 def test_scan_photos_skips_and_counts_bad_files(photo_folder, tmp_path):
     found = distill.scan_photos(photo_folder)
     assert [p.name for p in found.photos] == ["p0.png", "p1.png", "p2.png"]
@@ -385,6 +402,9 @@ def test_distil_a_demo_style_and_use_its_student_in_photo_to_sketch(demo_style, 
     gallery, _, note = photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None,
                                                 req("dis"), fast=True)
     assert len(gallery) == 3 and Image.open(gallery[0]).size == (96, 80)
+    mirrored, _, _ = photo.photos_to_sketches(photos[:1], "Same as photo", 0, 0, False, style_dir, None,
+                                              req("dis"), fast=True, mirror=True)
+    assert Image.open(mirrored[0]).size == (96, 80)
     with pytest.raises(gr.Error):  # without the switch the backbone is still required
         photo.photos_to_sketches(photos, "Same as photo", 0, 0, False, style_dir, None, req("dis"))
 

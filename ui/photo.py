@@ -33,7 +33,7 @@ def _styled(model: PhotoToSketch, path: Path, size, line_weight, threshold, tran
 @GPU(duration=120)
 def photos_to_sketches(files, size, line_weight, threshold, transparent, style_dir, source,
                        request: gr.Request | None = None, progress=gr.Progress(), caption=None, fast=False,
-                       captioner=None):
+                       captioner=None, mirror=False):
     fast = fast is True  # any API client can send anything; only a real tick switches the student on
     if source is None and not fast:
         raise gr.Error(common.toast(common.needs_style_weights()))
@@ -48,15 +48,17 @@ def photos_to_sketches(files, size, line_weight, threshold, transparent, style_d
     threshold = common.as_float(threshold, "Threshold", 0.0, 1.0)
     if not isinstance(transparent, bool):
         raise gr.Error("Transparent background must be true or false.")
+    if not isinstance(mirror, bool):
+        raise gr.Error("Mirror-averaged must be true or false.")
     try:
         if fast:  # issue 14: the style's own distilled student, no backbone needed
             student = style_student(style_dir)
             if student is None:
                 raise gr.Error("This style has no student yet: distil one in the Style tab (Distil this style), "
                                "or untick Fast (student).")
-            model = StudentSketcher(student)
+            model = StudentSketcher(student, mirror=mirror)
         elif cnn_style.is_cnn(source):  # issue 13: a style trained on VGG16 features
-            model = cnn_style.model(style_dir, source)
+            model = cnn_style.model(style_dir, source, mirror)
         else:
             bb = common.backbone(source)
             text = caption.strip() if isinstance(caption, str) and caption.strip() else None  # None: the style's
@@ -104,12 +106,15 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             fast = gr.Checkbox(False, label="Fast (student)", elem_id="photo-fast",
                                info="the style's distilled student (Style tab, Distil this style): a fraction of a "
                                     "second per photo on a CPU, no backbone needed")
+            mirror = gr.Checkbox(True, label="Mirror-averaged", elem_id="photo-mirror",
+                                 info="CPU styles and Fast (student): each sketch averaged with that of the mirrored "
+                                      "photo; steadier lines, twice the time")
             run = gr.Button("Sketch photos", variant="primary")
         with gr.Column():
             gallery = gr.Gallery(label="Sketches", format="png", columns=2)
             download = gr.DownloadButton("Download all (.zip)")
             note = gr.Markdown()
     run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption, fast,
-                                   captioner],
+                                   captioner, mirror],
               [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
     return banner

@@ -37,6 +37,7 @@ from torch import nn
 
 from .. import onnx_runtime
 from ..errors import BadInputError, MissingWeightsError
+from .. import mirror as mirroring
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "student_hed"
 
@@ -179,14 +180,17 @@ class OnnxStudent:
         return self.module(padded(rgb.float(), self.stride) - 0.5)[..., :h, :w]
 
 
-def runner(student: SketchStudent) -> Runner:
+def runner(student: SketchStudent, mirror: bool = False) -> Runner:
     """The fastest measured way to run a trained student (weights no longer changing) at the current torch thread
-    count: ONNX Runtime when installed, else PyTorch channels-last. Built once per model and thread count."""
+    count: ONNX Runtime when installed, else PyTorch channels-last. Built once per model, thread count and `mirror`
+    (averaged with the mirrored photo's ink, mirror.py: twice the time)."""
     threads = torch.get_num_threads()
     runners = student.__dict__.setdefault("_runners", {})
-    key = ("onnx" if onnx_runtime.wanted() else "torch", threads)
+    key = ("onnx" if onnx_runtime.wanted() else "torch", threads, mirror)
     if key not in runners:
-        runners[key] = _build_runner(student, threads)
+        # mirrored before the padding to the stride, so a mirrored photo gets exactly the mirrored ink
+        plain = runner(student) if mirror else _build_runner(student, threads)
+        runners[key] = (lambda rgb: mirroring.average(plain, rgb)) if mirror else plain
     return runners[key]
 
 
@@ -207,13 +211,13 @@ BORDER = 8  # reflected pixels around the photo: without them the zero padding o
 
 
 @torch.inference_mode()
-def sketch_with(student: SketchStudent, img: Image.Image) -> np.ndarray:
+def sketch_with(student: SketchStudent, img: Image.Image, mirror: bool = False) -> np.ndarray:
     x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
     h, w = x.shape[-2:]
     b = min(BORDER, h - 1, w - 1)
     if b > 0:
         x = F.pad(x, (b, b, b, b), mode="reflect")
-    out = runner(student)(x)[0, 0]
+    out = runner(student, mirror)(x)[0, 0]
     return out[b:b + h, b:b + w].float().numpy()
 
 

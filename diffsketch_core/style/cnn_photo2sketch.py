@@ -22,6 +22,7 @@ from torch import nn
 from .. import cli, onnx_runtime
 from ..diffusion.cnn import VGG16, CNNBackbone, load_cnn_backbone
 from ..images import ImageLike, load_image
+from ..mirror import MirrorAveraged
 from .photo2sketch import SketchResult, sketch_folder, split_inputs
 from .store import Style, check_compatible, load_style
 
@@ -44,9 +45,11 @@ class _Apply(nn.Module):
 
 
 class CNNPhotoToSketch:
-    def __init__(self, style: Style, backbone: CNNBackbone, max_side: int = MAX_SIDE):
+    """`mirror`: average each sketch with that of the mirrored photo (mirror.py; twice the time)."""
+
+    def __init__(self, style: Style, backbone: CNNBackbone, max_side: int = MAX_SIDE, mirror: bool = False):
         check_compatible(style.generator.config.backbone, backbone)
-        self.style, self.bb, self.max_side = style, backbone, max_side
+        self.style, self.bb, self.max_side, self.mirror = style, backbone, max_side, mirror
         self.work_side = int(style.generator.config.work_side)
         self._runners: dict[int, nn.Module | onnx_runtime.OnnxModule] = {}
 
@@ -56,6 +59,8 @@ class CNNPhotoToSketch:
         threads = torch.get_num_threads()
         if threads not in self._runners:
             torch_path = _Apply(self.bb, self.style.generator.eval()).eval()
+            if self.mirror:
+                torch_path = MirrorAveraged(torch_path).eval()
             free = {"work": {0: "batch", 2: "h", 3: "w"}, "full": {0: "batch", 2: "H", 3: "W"},
                     "out": {0: "batch", 2: "H", 3: "W"}}
             fast = None
@@ -90,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.style.cnn_photo2sketch", __doc__)
     p.add_argument("--style", required=True, help="style folder from diffsketch_core.style.cnn_training")
     p.add_argument("--backbone", default=VGG16, help="'vgg16' (default), a VGG16 safetensors file, or 'tiny-cnn'")
+    p.add_argument("--mirror", action="store_true", help="average with the mirrored photo's sketch (twice the time)")
     p.add_argument("inputs", nargs="+", help="photos or folders of photos, then the output folder")
     return p
 
@@ -97,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 def _main(args: argparse.Namespace) -> int:
     sources, out_dir = split_inputs(args.inputs)
     bb = load_cnn_backbone(args.backbone)
-    return sketch_folder(CNNPhotoToSketch(load_style(args.style, bb), bb), sources, out_dir)
+    return sketch_folder(CNNPhotoToSketch(load_style(args.style, bb), bb, mirror=args.mirror), sources, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,10 +74,12 @@ def style_student(style_folder: str | Path) -> SketchStudent | None:
 class StudentSketcher:
     """A student as Photo -> Sketch runs it: photo in (any image the app accepts), `.sketch` (mode "L", 255 =
     paper, the photo's size) out, with the notes of loading the photo. Large photos run at `resolution` on their
-    long side and come back scaled, as the classic extractors do."""
+    long side and come back scaled, as the classic extractors do. `mirror`: averaged with the mirrored photo's
+    sketch (mirror.py; twice the time)."""
 
-    def __init__(self, model: SketchStudent, resolution: int = 1024):
+    def __init__(self, model: SketchStudent, resolution: int = 1024, mirror: bool = False):
         self.model, self.resolution = model.to(memory_format=torch.channels_last), resolution
+        self.mirror = mirror
 
     def __call__(self, photo: ImageLike) -> SimpleNamespace:
         loaded = load_image(photo)
@@ -86,7 +88,7 @@ class StudentSketcher:
         if max(w, h) > self.resolution:
             s = self.resolution / max(w, h)
             img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
-        sketch = ink_to_sketch(sketch_with(self.model, img))
+        sketch = ink_to_sketch(sketch_with(self.model, img, self.mirror))
         if sketch.size != (w, h):
             sketch = sketch.resize((w, h), Image.Resampling.BILINEAR)
         return SimpleNamespace(sketch=sketch, notes=notes)
