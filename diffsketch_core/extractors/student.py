@@ -19,6 +19,7 @@ Inference (`runner`, used by `sketch_with`) goes through ONNX Runtime when `onnx
 else PyTorch channels-last. Measured at 512x512, batch 1, on this shared 2-core CPU (load 4-6,
 benchmarks/student.py and an interleaved A/B): ONNX Runtime 0.12 s at 2 threads (0.08 on 1), PyTorch
 channels-last 0.21 (contiguous ~1.7x slower than channels-last, torch.compile no faster than channels-last).
+`runner(student, mirror=True)` averages with the mirrored photo's ink (mirror.py): twice the time, closer to HED.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 from torch import nn
 
+from .. import mirror as mirroring
 from .. import onnx_runtime
 from ..errors import BadInputError, MissingWeightsError
-from .. import mirror as mirroring
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "student_hed"
 
