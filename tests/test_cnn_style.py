@@ -359,6 +359,11 @@ def test_cli_trains_and_applies_on_the_tiny_cnn(tmp_path, capsys):
                                   str(tmp_path / "p.png"), str(tmp_path / "out")]) == 0
     with Image.open(tmp_path / "out" / "p.png") as out:
         assert out.size == (128, 96)
+        single = np.asarray(out, float)
+    assert cnn_photo2sketch.main(["--style", str(tmp_path / "style"), "--backbone", "tiny-cnn", "--mirror",
+                                  str(tmp_path / "p.png"), str(tmp_path / "mirrored")]) == 0
+    with Image.open(tmp_path / "mirrored" / "p.png") as out:
+        assert out.size == (128, 96) and np.abs(np.asarray(out, float) - single).max() > 0
     assert cnn_photo2sketch.main(["--style", str(tmp_path / "style"), "--backbone", "vgg16-random",
                                   str(tmp_path / "p.png"), str(tmp_path / "out")]) == 2  # other backbone: refused
     assert "differing in" in capsys.readouterr().err
