@@ -239,16 +239,12 @@ class Bench:
         return trainer, time.perf_counter() - start
 
     @torch.no_grad()
-    def predict(self, trainer, pid: str, mirror: bool = False) -> np.ndarray:
-        """The style's sketch of a test photo; `mirror`: averaged with that of the mirrored photo, mirrored back
-        (what CNNPhotoToSketch(mirror=True) runs, from the cached features)."""
-        gen = trainer.generator.eval()
-        outs = []
-        for m in (False, True) if mirror else (False,):
-            feats = {k: v.float() for k, v in self.features[(pid, m)].items()}
-            out = gen(feats, _tensor(_mirror(self.photos[pid], m)))[0, 0]
-            outs.append(out.flip(-1) if m else out)
-        return (sum(outs) / len(outs)).clamp(0, 1).numpy()
+    def predict(self, trainer, pid: str, mirrored: bool = False) -> np.ndarray:
+        """The style's sketch of a test photo from the cached features; `mirrored`: of the mirrored photo, mirrored
+        back (its mean with the plain one is what CNNPhotoToSketch(mirror=True) draws)."""
+        feats = {k: v.float() for k, v in self.features[(pid, mirrored)].items()}
+        out = trainer.generator.eval()(feats, _tensor(_mirror(self.photos[pid], mirrored)))[0, 0]
+        return (out.flip(-1) if mirrored else out).clamp(0, 1).numpy()
 
     def style_run(self, style: str, source: str, example: str) -> None:
         run = f"style/{style}/{source}/{example}"
@@ -259,14 +255,13 @@ class Bench:
         scores, mirrored, preds = [], [], {}
         start = time.perf_counter()
         for pid in self.test_ids:
-            pred = self.predict(trainer, pid)
-            scores.append(self.scorer(pred, _arr(_teacher(self.cache, style, "test", pid))))
-            if pid in self.test_ids[:self.args.grid]:
-                preds[pid] = pred
+            preds[pid] = self.predict(trainer, pid)
+            scores.append(self.scorer(preds[pid], _arr(_teacher(self.cache, style, "test", pid))))
         per_photo = (time.perf_counter() - start) / len(self.test_ids)
-        for pid in self.test_ids:
-            mirrored.append(self.scorer(self.predict(trainer, pid, mirror=True),
-                                        _arr(_teacher(self.cache, style, "test", pid))))
+        for pid in self.test_ids:  # the plain pass is the one above: only the mirrored pass is new
+            averaged = (preds[pid] + self.predict(trainer, pid, mirrored=True)) / 2
+            mirrored.append(self.scorer(averaged, _arr(_teacher(self.cache, style, "test", pid))))
+        preds = {pid: preds[pid] for pid in self.test_ids[:self.args.grid]}
         lp, ss = np.mean(scores, 0)
         lpm, ssm = np.mean(mirrored, 0)
         self.record({"run": run, "style": style, "backbone": source, "example": example, "lpips": lp, "ssim": ss,
