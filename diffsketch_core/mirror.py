@@ -14,23 +14,13 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 
 
 def average(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
     """run(*inputs) averaged with run(*mirrored inputs) mirrored back; every input is an image batch (B, C, H, W)
-    mirrored left-right, and both passes go through `run` as one batch."""
+    mirrored left-right, and both passes go through `run` (a module, or an ONNX Runtime graph with a free batch
+    size) as one batch."""
     out = run(*(torch.cat([x, x.flip(-1)]) for x in inputs))
     pair = out.unflatten(0, (2, -1))  # (2, B, ...): the plain pass, then the mirrored one
     return (pair[0] + pair[1].flip(-1)) / 2
 
-
-class MirrorAveraged(nn.Module):
-    """`average` as a module, so a network and its mirror averaging export to ONNX as one graph."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return average(self.module, *inputs)

@@ -176,7 +176,7 @@ def test_onnx_runtime_draws_what_pytorch_draws(tiny_cnn, monkeypatch):
 
 
 def test_mirror_averaged_apply_is_the_mean_of_both_passes(tiny_cnn, monkeypatch):
-    from diffsketch_core import onnx_runtime
+    from diffsketch_core import mirror, onnx_runtime
     from diffsketch_core.style.cnn_photo2sketch import _Apply
 
     photo, sketch = _card()
@@ -189,10 +189,13 @@ def test_mirror_averaged_apply_is_the_mean_of_both_passes(tiny_cnn, monkeypatch)
             if runtime == "torch":
                 monkeypatch.setenv(onnx_runtime.RUNTIME_ENV, "torch")
             model = CNNPhotoToSketch(style, tiny_cnn, mirror=True)
-            torch.testing.assert_close(model.runner()(w, f), ref, atol=1e-5, rtol=0)
+            torch.testing.assert_close(mirror.average(model.runner(), w, f), ref, atol=1e-5, rtol=0)
     a = np.asarray(model(photo).sketch, float)
     b = np.asarray(model(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)).sketch, float)
     assert np.abs(a - b[:, ::-1]).max() <= 1  # a mirrored photo gets the mirrored sketch
+    single = model.with_mirror(False)
+    assert single._runners is model._runners and model.with_mirror(True) is model  # one graph for both
+    assert np.abs(np.asarray(single(photo).sketch, float) - a).max() > 0
 
 
 def test_a_network_onnx_cannot_export_runs_in_pytorch_with_a_warning():
@@ -331,6 +334,7 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
     with Image.open(gallery[0]) as out:  # the mirror-averaged sketch: the same size, not the same pixels
         assert out.size == (512, 341) and np.abs(np.asarray(out, float) - single).mean() > 0.1
     assert cnn_style.model(folder, state, True).mirror and not cnn_style.model(folder, state).mirror
+    assert cnn_style.model(folder, state, True)._runners is cnn_style.model(folder, state)._runners  # one export
     with pytest.raises(gr.Error, match="Mirror-averaged must be true or false"):
         photo.photos_to_sketches([uploaded(tmp_path / "photo.png")], "Same as photo", 0, 0.0, False, folder, state,
                                  who, mirror="yes")

@@ -1,11 +1,12 @@
-"""Mirror averaging (diffsketch_core/mirror.py): the mean of a pass and a mirrored pass, as one exportable call."""
+"""Mirror averaging (diffsketch_core/mirror.py): the mean of a pass and a mirrored pass, one batch of a network or
+of its ONNX Runtime graph."""
 
 import pytest
 import torch
 from torch import nn
 
 from diffsketch_core import onnx_runtime
-from diffsketch_core.mirror import MirrorAveraged
+from diffsketch_core.mirror import average
 
 
 class _TwoInputs(nn.Module):
@@ -30,26 +31,26 @@ def test_it_is_the_mean_of_the_pass_and_the_mirrored_pass_mirrored_back():
     net = _TwoInputs().eval()
     small, big = torch.rand(3, 3, 8, 12), torch.rand(3, 3, 16, 24)
     with torch.no_grad():
-        out = MirrorAveraged(net)(small, big)
+        out = average(net, small, big)
         torch.testing.assert_close(out, _by_hand(net, small, big))
         assert not torch.allclose(out, net(small, big), atol=1e-3)  # the network is not symmetric: it changes
         # the result is mirror-symmetric: the mirrored photo gets the mirrored sketch
-        torch.testing.assert_close(MirrorAveraged(net)(small.flip(-1), big.flip(-1)), out.flip(-1))
+        torch.testing.assert_close(average(net, small.flip(-1), big.flip(-1)), out.flip(-1))
 
 
 def test_a_symmetric_network_is_left_as_it_is():
     blur = nn.AvgPool2d(3, 1, 1)
     x = torch.rand(2, 1, 9, 7)
-    torch.testing.assert_close(MirrorAveraged(blur)(x), blur(x))
+    torch.testing.assert_close(average(blur, x), blur(x))
 
 
 @pytest.mark.skipif(not onnx_runtime.wanted(), reason="onnx / onnxruntime not installed")
-def test_it_exports_to_onnx_with_free_batch_and_sizes():
+def test_it_runs_around_an_onnx_graph_with_free_batch_and_sizes():
     net = _TwoInputs().eval()
     free = {"small": {0: "b", 2: "h", 3: "w"}, "big": {0: "b", 2: "H", 3: "W"}, "out": {0: "b", 2: "H", 3: "W"}}
-    run = onnx_runtime.OnnxModule(MirrorAveraged(net), [torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16)],
+    run = onnx_runtime.OnnxModule(net, [torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16)],
                                   ["small", "big"], free, threads=1)
     for b, (h, w) in [(1, (8, 12)), (3, (5, 9))]:
         small, big = torch.rand(b, 3, h, w), torch.rand(b, 3, 2 * h, 2 * w)
         with torch.no_grad():
-            torch.testing.assert_close(run(small, big), _by_hand(net, small, big), atol=1e-5, rtol=0)
+            torch.testing.assert_close(average(run, small, big), _by_hand(net, small, big), atol=1e-5, rtol=0)

@@ -66,12 +66,13 @@ def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="aut
 
 def model(style_dir: str, source: str, mirror: bool = False) -> CNNPhotoToSketch:
     """The style ready to apply, kept for the next click: its ONNX Runtime graph takes 1-2.5 s to export, more
-    than a photo takes. Keyed by the weights' times, so a style saved again in the same folder is reloaded."""
+    than a photo takes; with mirror averaging on or off it is the same graph. Keyed by the weights' times, so a
+    style saved again in the same folder is reloaded."""
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(style_dir).glob("*.safetensors")))
-    return _model(str(style_dir), source, stamp, bool(mirror))
+    return _model(str(style_dir), source, stamp).with_mirror(bool(mirror))
 
 
-@functools.lru_cache(maxsize=4)  # the last two styles, each with and without mirror averaging
-def _model(style_dir: str, source: str, stamp: tuple, mirror: bool) -> CNNPhotoToSketch:
+@functools.lru_cache(maxsize=2)  # the last two styles
+def _model(style_dir: str, source: str, stamp: tuple) -> CNNPhotoToSketch:
     bb = backbone(source)
-    return CNNPhotoToSketch(load_style(style_dir, bb), bb, mirror=mirror)
+    return CNNPhotoToSketch(load_style(style_dir, bb), bb)

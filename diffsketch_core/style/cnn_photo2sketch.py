@@ -6,7 +6,7 @@ photo costs one VGG16 pass at 256^2 plus a few small convolutions at 512^2. On a
 graph where it is installed (onnx_runtime.py; exported once per model and thread count, 1-2.5 s): the whole path
 for a 512^2 photo 0.42 s against PyTorch's 0.50 s on 2 threads of this CPU, 0.74 against 0.92 on 1 (quiet
 machine, 2026-12-06). Mirror-averaged (`mirror=True`, mirror.py; the app's default) the two passes are one batch
-of that graph: 0.82 s on 2 threads, LPIPS to the target 0.216 -> 0.211 over the one-shot benchmark's 9 runs.
+of that same graph: 0.82 s on 2 threads, LPIPS to the target 0.216 -> 0.211 over the one-shot benchmark's 9 runs.
 
 CLI: python -m diffsketch_core.style.cnn_photo2sketch --style styles/mine photos/ out/   (a folder or single files)
 """
@@ -14,6 +14,7 @@ CLI: python -m diffsketch_core.style.cnn_photo2sketch --style styles/mine photos
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from torch import nn
 from .. import cli, onnx_runtime
 from ..diffusion.cnn import VGG16, CNNBackbone, load_cnn_backbone
 from ..images import ImageLike, load_image
-from ..mirror import MirrorAveraged
+from .. import mirror as mirroring
 from .photo2sketch import SketchResult, sketch_folder, split_inputs
 from .store import Style, check_compatible, load_style
 
@@ -46,7 +47,8 @@ class _Apply(nn.Module):
 
 
 class CNNPhotoToSketch:
-    """`mirror`: average each sketch with that of the mirrored photo (mirror.py; twice the time)."""
+    """`mirror`: average each sketch with that of the mirrored photo (mirror.py; twice the time). Copies made by
+    `with_mirror` share the exported graphs, so switching mirror averaging exports nothing again."""
 
     def __init__(self, style: Style, backbone: CNNBackbone, max_side: int = MAX_SIDE, mirror: bool = False):
         check_compatible(style.generator.config.backbone, backbone)
@@ -54,14 +56,20 @@ class CNNPhotoToSketch:
         self.work_side = int(style.generator.config.work_side)
         self._runners: dict[int, nn.Module | onnx_runtime.OnnxModule] = {}
 
+    def with_mirror(self, mirror: bool) -> CNNPhotoToSketch:
+        """This style applied with mirror averaging on or off, sharing the graphs already exported."""
+        if mirror == self.mirror:
+            return self
+        twin = copy.copy(self)
+        twin.mirror = mirror
+        return twin
+
     def runner(self) -> nn.Module | onnx_runtime.OnnxModule:
-        """(work, full) -> sketch: ONNX Runtime on a CPU where installed, else PyTorch; built once per thread count
-        (the style's weights do not change once it is applied)."""
+        """(work, full) -> sketch, one pass: ONNX Runtime on a CPU where installed, else PyTorch; built once per
+        thread count (the style's weights do not change once it is applied)."""
         threads = torch.get_num_threads()
         if threads not in self._runners:
             torch_path = _Apply(self.bb, self.style.generator.eval()).eval()
-            if self.mirror:
-                torch_path = MirrorAveraged(torch_path).eval()
             free = {"work": {0: "batch", 2: "h", 3: "w"}, "full": {0: "batch", 2: "H", 3: "W"},
                     "out": {0: "batch", 2: "H", 3: "W"}}
             fast = None
@@ -80,7 +88,8 @@ class CNNPhotoToSketch:
             out_size = (max(1, round(w * s)), max(1, round(h * s)))
         work = photo.resize(self.bb.work_size(w, h, self.work_side), Image.Resampling.LANCZOS)
         full = photo if photo.size == out_size else photo.resize(out_size, Image.Resampling.LANCZOS)
-        out = self.runner()(_tensor(work), _tensor(full).to(self.bb.device))
+        inputs = _tensor(work), _tensor(full).to(self.bb.device)
+        out = mirroring.average(self.runner(), *inputs) if self.mirror else self.runner()(*inputs)
         return out[0, 0].float().clamp(0, 1).cpu().numpy()
 
     def __call__(self, photo: ImageLike) -> SketchResult:
