@@ -55,7 +55,8 @@ from diffsketch_core.extractors import extract_sketch  # noqa: E402
 from diffsketch_core.perceptual import load_lpips  # noqa: E402
 from diffsketch_core.style.cnn_photo2sketch import CNNPhotoToSketch  # noqa: E402
 from diffsketch_core.style import cnn_prior  # noqa: E402
-from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig  # noqa: E402
+from diffsketch_core.style.cnn_soup import cnn_trainer  # noqa: E402
+from diffsketch_core.style.cnn_training import CNNTrainConfig  # noqa: E402
 
 BSDS = SHARED / "data" / "photos" / "bsds500"
 STYLES = ("xdog", "hed", "pidinet")
@@ -231,7 +232,8 @@ class Bench:
         cfg = CNNTrainConfig(iterations=0 if source == PRIOR_ONLY else self.args.iterations, seed=self.args.seed,
                              bank=self.args.bank, refresh_every=6, preview_every=10 ** 6, prior=source != NO_PRIOR)
         start = time.perf_counter()
-        trainer = CNNOneShotTrainer(bb, photo, sketch, cfg, lpips_model=self.lpips, unlabeled=self.unlabeled)
+        runs = 1 if source == PRIOR_ONLY else self.args.runs
+        trainer = cnn_trainer(bb, photo, sketch, cfg, runs, lpips_model=self.lpips, unlabeled=self.unlabeled)
         if trainer.prior != (source in (VGG16, PRIOR_ONLY)):
             raise SystemExit(f"error: {source} {'found' if trainer.prior else 'did not find'} the sketch prior "
                              f"({cnn_prior.PRIOR_DIR}); the rows would be mislabelled")
@@ -267,7 +269,8 @@ class Bench:
         self.record({"run": run, "style": style, "backbone": source, "example": example, "lpips": lp, "ssim": ss,
                      "lpips_mirror": lpm, "ssim_mirror": ssm,
                      "train_s": seconds, "iterations": trainer.iteration, "eval_s_per_photo_generator": per_photo,
-                     "example_loss": trainer.example_loss(), "photos": len(scores), "unlabeled": len(self.unlabeled)})
+                     "example_loss": trainer.example_loss(), "photos": len(scores), "unlabeled": len(self.unlabeled),
+                     "runs_averaged": getattr(trainer, "runs", 1)})
         if source == VGG16 and example == EXAMPLES[0]:
             trainer.style().save(self.out / f"style_{style}")  # what speed() applies
             if not self.args.no_grids:
@@ -410,6 +413,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=50)
     p.add_argument("--unlabeled", type=int, default=0, help="BSDS500 train photos (the first N by name, examples "
                    "left out) given to the trainer without sketches, for its consistency term")
+    p.add_argument("--runs", type=int, default=1, help="fine-tunes averaged into each style (a model soup, "
+                   "style/cnn_soup.py; seeds --seed, --seed + 1, ...)")
     p.add_argument("--bank", type=int, default=32, help="augmented views with cached features per training")
     p.add_argument("--prior", default=None, help="sketch prior folder (default: the shipped checkpoints/cnn_sketch_prior)")
     p.add_argument("--cache", default="/tmp/oneshot_cache", help="teacher sketches, computed once")

@@ -72,9 +72,12 @@ def test_new_user_trains_a_cpu_style_and_applies_it(tmp_path):
             page.wait_for_function("e => e.value === '120'", arg=iterations.element_handle(), timeout=30_000)
             iterations.fill("2")
             iterations.press("Enter")
+            runs = page.locator("#style-runs input[type=number]")  # two runs of 2 iterations, averaged
+            runs.fill("2")
+            runs.press("Enter")
             page.wait_for_timeout(500)
             page.get_by_role("button", name="Train", exact=True).click()
-            page.get_by_text(re.compile(r"Training done after 2 iterations")).wait_for(timeout=90_000)
+            page.get_by_text(re.compile(r"Training done after 4 iterations")).wait_for(timeout=90_000)
             preview = _image_in(page, "Your photo, current style")
             assert preview.shape == (176, 256) and preview.std() > 0  # the photo read at the backbone's 256 px
 

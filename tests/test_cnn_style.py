@@ -317,10 +317,14 @@ def test_app_trains_a_cpu_style_and_applies_it(photo_path, tmp_path):
     assert json.loads((Path(folder) / "style.json").read_text())["prior"] == "cnn_sketch_prior"
     small.rotate(180).save(tmp_path / "more.png")  # an extra photo without a sketch (the consistency term)
     plain = list(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2,
-                                   state, who, prior=False, more_photos=[uploaded(tmp_path / "more.png")]))
+                                   state, who, prior=False, more_photos=[uploaded(tmp_path / "more.png")], runs=2))
     info = json.loads((Path(plain[-1][4]) / "style.json").read_text())
     assert info["prior"] is None and info["unlabeled_photos"] == 1
-    assert any("1 extra photo(s)" in o[0] for o in plain if isinstance(o[0], str))
+    assert info["runs_averaged"] == 2 and "Training done after 4 iterations" in plain[-1][0]  # 2 runs of 2, averaged
+    assert any("1 extra photo(s)" in o[0] and "2 runs of 2 iterations" in o[0] for o in plain if isinstance(o[0], str))
+    with pytest.raises(gr.Error, match="Training runs averaged must be a whole number from 1 to 5"):
+        next(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2, state,
+                               who, runs=7))
     with pytest.raises(gr.Error, match="Each extra photo must be a file uploaded through the app"):
         next(style.train_style(uploaded(tmp_path / "photo.png"), uploaded(tmp_path / "sketch.png"), "", 2, state,
                                who, more_photos=["/etc/passwd"]))

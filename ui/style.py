@@ -19,6 +19,7 @@ from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
 from diffsketch_core.style.archive import pack_style, unpack_style
+from diffsketch_core.style.cnn_soup import MAX_RUNS
 from diffsketch_core.style.store import load_style
 from diffsketch_core.diffusion.taps import KINDS
 from diffsketch_core.extractors import METHODS
@@ -75,10 +76,11 @@ def iterations_for(source: str | None):
 def train_style(photo, sketch, caption, iterations, source, request: gr.Request | None = None, invert="auto",
                 taps="", controlnet="", control_image="canny", control_steps=0, lora="", amalgamate=False,
                 extra_seeds=0, fine_grained=False, uncond_prompt="empty", captioner="", ip_adapter="", prior=True,
-                more_photos=None):
+                more_photos=None, runs=1):
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
     `prior`: a CPU (VGG16) style starts from the sketch prior (style/cnn_prior.py); SD styles ignore it.
     `more_photos`: a CPU style's extra photos without sketches (its consistency term); SD styles ignore them.
+    `runs`: a CPU style is the weight average of this many training runs (style/cnn_soup.py); SD styles ignore it.
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this
@@ -90,6 +92,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
         raise gr.Error("Upload a photo and your sketch of it (or make a starting sketch).")
     iterations = common.as_int(iterations, "Iterations", 1, 100_000)
     more = common.received_files(more_photos, "Each extra photo")
+    runs = common.as_int(1 if runs is None else runs, "Training runs averaged", 1, MAX_RUNS)
     key = session(request)
     if key in RUNNING:
         raise gr.Error("Training is already running in this tab; press Stop first.")
@@ -105,7 +108,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
             said = f"Caption from the captioner (kept with the style): '{caption}'. "
             yield said, *[gr.skip()] * 5
         yield from _train(photo, sketch, caption, iterations, source, cancel, request, invert or "auto", techniques,
-                          said, prior is not False, more)
+                          said, prior is not False, more, runs)
     finally:
         RUNNING.pop(key, None)
         TRAINING.pop(key, None)
@@ -243,12 +246,14 @@ def gpu_estimate(iterations, source) -> str:
 
 
 def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None,
-             prior=True, more=()) -> tuple[OneShotTrainer, str]:
+             prior=True, more=(), runs=1) -> tuple[OneShotTrainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
-        trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior, more)
+        trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior, more, runs)
         said = "Starting from the sketch prior. " if trainer.prior else ""
         if trainer.unlabeled:
             said += f"{len(trainer.unlabeled)} extra photo(s) teach the style what it need not guess. "
+        if runs > 1:
+            said += f"{runs} runs of {iterations} iterations, averaged into one style. "
         return trainer, said
     demo = source == TINY
     bb = common.backbone(source)
@@ -280,7 +285,8 @@ def _train_chunk(job: dict):
     cancel = StopFlag(job["stop"])
     try:
         trainer, note = _trainer(job["photo"], job["sketch"], job["caption"], job["iterations"], job["source"],
-                                 job["invert"], job["techniques"], job.get("prior", True), job.get("more", []))
+                                 job["invert"], job["techniques"], job.get("prior", True), job.get("more", []),
+                                 job.get("runs", 1))
     except DiffSketchError as exc:
         raise fail(exc) from None
     if job["state"] is not None:
@@ -317,7 +323,7 @@ def _train_chunk(job: dict):
 
 
 def _train(photo, sketch, caption, iterations, source, cancel, request, invert="auto", techniques=None, said="",
-           prior=True, more=()):
+           prior=True, more=(), runs=1):
     """`said`: what the status line already tells (the captioner's caption), kept in front of "Preparing"."""
     plan = _plan(iterations, source, techniques=techniques)
     asks = f" This run asks for about {plan.total_seconds} GPU-seconds in {len(plan.chunks)} calls." if ZERO_GPU else ""
@@ -325,7 +331,8 @@ def _train(photo, sketch, caption, iterations, source, cancel, request, invert="
         gr.update(interactive=False)
     key = session(request)
     job = dict(photo=photo, sketch=sketch, caption=caption or "", iterations=iterations, source=source,
-               invert=invert, techniques=techniques or {}, prior=prior, more=list(more), stop=str(cancel.path),
+               invert=invert, techniques=techniques or {}, prior=prior, more=list(more), runs=runs,
+               stop=str(cancel.path),
                folder=str(user_dir(request) / f"style-{time.time_ns()}"), state=None, until=0, seconds=0)
     done = 0
     while True:
@@ -469,6 +476,11 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         file_count="multiple", file_types=["image"], elem_id="style-more-photos",
         label="CPU styles, optional: more photos of the kind you will sketch, no sketches needed (up to 32; each "
               "makes the style draw the same lines on a photo and its mirror image; about 1.5x the training time)")
+    runs = gr.Slider(1, MAX_RUNS, value=1, step=1, elem_id="style-runs",
+                     label="CPU styles: training runs averaged into the style (a model soup)",
+                     info="each run trains all the iterations from the same start with another seed and the weights "
+                          "are averaged: the style depends less on chance (about 0.002 LPIPS better on the benchmark) "
+                          "for N times the training; applying it costs the same. Stable Diffusion styles ignore it.")
     gpu_note = gr.Markdown()
     with gr.Accordion("Advanced: diffusion feature techniques (off by default)", open=False):
         gr.Markdown(techniques_status())
@@ -517,7 +529,7 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
         trigger(gpu_estimate, [iterations, backbone], [gpu_note])
     train.click(train_style, [photo, sketch, caption, iterations, backbone, invert, adv_taps, adv_controlnet,
                               adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds, adv_fine,
-                              adv_uncond, adv_captioner, adv_ip, prior, more_photos],
+                              adv_uncond, adv_captioner, adv_ip, prior, more_photos, runs],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
                 concurrency_id="gpu", trigger_mode="once")
     stop.click(stop_training, None, [status], concurrency_limit=None)

@@ -20,6 +20,7 @@ Per iteration:
 Progress and previews are the SD trainer's TrainEvents; a cancel flag is checked before each iteration.
 
 CLI: python -m diffsketch_core.style.cnn_training --photo p.jpg --sketch s.png --out styles/mine [--backbone vgg16]
+     [--runs 3]   (the weight average of 3 runs: style/cnn_soup.py)
 """
 
 from __future__ import annotations
@@ -257,13 +258,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work-side", type=int, default=None, help="long side the backbone reads photos at (256)")
     p.add_argument("--unlabeled", nargs="*", default=[], help="extra photos (no sketches) for the consistency term")
     p.add_argument("--no-prior", action="store_true", help="start from random weights, not the sketch prior")
+    p.add_argument("--runs", type=int, default=1, help="training runs averaged into the style (a model soup, "
+                   "style/cnn_soup.py; N times the training)")
     return p
 
 
 def _main(args: argparse.Namespace) -> int:
     bb = load_cnn_backbone(args.backbone)
     cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side, prior=not args.no_prior)
-    trainer = CNNOneShotTrainer(bb, args.photo, args.sketch, cfg, unlabeled=args.unlabeled)
+    from .cnn_soup import cnn_trainer  # the soup builds on this module's trainer: imported where the CLI needs it
+
+    trainer = cnn_trainer(bb, args.photo, args.sketch, cfg, args.runs, unlabeled=args.unlabeled)
     for note in trainer.notes:
         cli.note(note)
     trainer.run(print_progress).save(args.out)
