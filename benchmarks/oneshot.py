@@ -230,7 +230,7 @@ class Bench:
     def train(self, source: str, photo: Image.Image, sketch: Image.Image):
         bb = self.backbone(source)
         cfg = CNNTrainConfig(iterations=0 if source == PRIOR_ONLY else self.args.iterations, seed=self.args.seed,
-                             bank=self.args.bank, refresh_every=6, preview_every=10 ** 6, prior=source != NO_PRIOR)
+                             bank=self.args.bank, preview_every=10 ** 6, prior=source != NO_PRIOR)
         start = time.perf_counter()
         runs = 1 if source == PRIOR_ONLY else self.args.runs
         trainer = cnn_trainer(bb, photo, sketch, cfg, runs, lpips_model=self.lpips, unlabeled=self.unlabeled)
@@ -415,7 +415,8 @@ def main() -> None:
                    "left out) given to the trainer without sketches, for its consistency term")
     p.add_argument("--runs", type=int, default=1, help="fine-tunes averaged into each style (a model soup, "
                    "style/cnn_soup.py; seeds --seed, --seed + 1, ...)")
-    p.add_argument("--bank", type=int, default=32, help="augmented views with cached features per training")
+    p.add_argument("--bank", type=int, default=CNNTrainConfig.bank, help="augmented views with cached features per "
+                   "training (the app's default)")
     p.add_argument("--prior", default=None, help="sketch prior folder (default: the shipped checkpoints/cnn_sketch_prior)")
     p.add_argument("--cache", default="/tmp/oneshot_cache", help="teacher sketches, computed once")
     p.add_argument("--skip", nargs="*", default=[], help="parts to skip: prior random human speed")

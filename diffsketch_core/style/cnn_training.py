@@ -60,8 +60,8 @@ class CNNTrainConfig:
     iterations: int = 300
     lr: float = 2e-3
     batch: int = 4
-    bank: int = 48  # augmented views kept with their features
-    refresh_every: int = 4  # replace one view of the bank every this many iterations (0: never)
+    bank: int = 32  # augmented views kept with their features
+    refresh_every: int = 6  # replace one view of the bank every this many iterations (0: never)
     preview_every: int = 25
     seed: int = 50
     work_side: int | None = None  # long side the backbone reads photos at (default: the backbone's)
