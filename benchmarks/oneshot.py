@@ -55,8 +55,7 @@ from diffsketch_core.extractors import extract_sketch  # noqa: E402
 from diffsketch_core.perceptual import load_lpips  # noqa: E402
 from diffsketch_core.style.cnn_photo2sketch import CNNPhotoToSketch  # noqa: E402
 from diffsketch_core.style import cnn_prior  # noqa: E402
-from diffsketch_core.style.cnn_soup import cnn_trainer  # noqa: E402
-from diffsketch_core.style.cnn_training import CNNTrainConfig  # noqa: E402
+from diffsketch_core.style.cnn_training import CNNTrainConfig, cnn_trainer  # noqa: E402
 
 BSDS = SHARED / "data" / "photos" / "bsds500"
 STYLES = ("xdog", "hed", "pidinet")
@@ -414,7 +413,7 @@ def main() -> None:
     p.add_argument("--unlabeled", type=int, default=0, help="BSDS500 train photos (the first N by name, examples "
                    "left out) given to the trainer without sketches, for its consistency term")
     p.add_argument("--runs", type=int, default=1, help="fine-tunes averaged into each style (a model soup, "
-                   "style/cnn_soup.py; seeds --seed, --seed + 1, ...)")
+                   "style/soup.py; seeds --seed, --seed + 1, ...)")
     p.add_argument("--bank", type=int, default=CNNTrainConfig.bank, help="augmented views with cached features per "
                    "training (the app's default)")
     p.add_argument("--prior", default=None, help="sketch prior folder (default: the shipped checkpoints/cnn_sketch_prior)")

@@ -9,8 +9,8 @@ from pathlib import Path
 from diffsketch_core import settings
 from diffsketch_core.diffusion import cnn
 from diffsketch_core.style.cnn_photo2sketch import CNNPhotoToSketch
-from diffsketch_core.style.cnn_soup import CNNSoupTrainer, cnn_trainer
-from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig
+from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig, cnn_trainer
+from diffsketch_core.style.soup import SoupTrainer
 from diffsketch_core.style.store import load_style
 
 CPU_LABEL = "CPU: VGG16 features"
@@ -59,9 +59,9 @@ def any_backbone(source: str):
 
 
 def trainer(photo, sketch, iterations: int, source: str = cnn.VGG16, invert="auto",
-            prior: bool = True, unlabeled: list[str] = (), runs: int = 1) -> CNNOneShotTrainer | CNNSoupTrainer:
+            prior: bool = True, unlabeled: list[str] = (), runs: int = 1) -> CNNOneShotTrainer | SoupTrainer:
     """`unlabeled`: the artist's extra photos (no sketches) for the trainer's consistency term; `runs`: that many
-    training runs averaged (style/cnn_soup.py)."""
+    training runs averaged (style/soup.py)."""
     cfg = CNNTrainConfig(iterations=iterations, preview_every=max(1, min(25, iterations // 10)), prior=prior)
     return cnn_trainer(backbone(source), photo, sketch, cfg, runs, invert=invert, unlabeled=list(unlabeled))
 

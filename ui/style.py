@@ -19,7 +19,7 @@ from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
 from diffsketch_core.style.archive import pack_style, unpack_style
-from diffsketch_core.style.cnn_soup import MAX_RUNS
+from diffsketch_core.style.soup import MAX_RUNS
 from diffsketch_core.style.store import load_style
 from diffsketch_core.diffusion.taps import KINDS
 from diffsketch_core.extractors import METHODS
@@ -80,7 +80,7 @@ def train_style(photo, sketch, caption, iterations, source, request: gr.Request 
     """Generator: yields (status, example preview, sample preview, download, style state, train button).
     `prior`: a CPU (VGG16) style starts from the sketch prior (style/cnn_prior.py); SD styles ignore it.
     `more_photos`: a CPU style's extra photos without sketches (its consistency term); SD styles ignore them.
-    `runs`: a CPU style is the weight average of this many training runs (style/cnn_soup.py); SD styles ignore it.
+    `runs`: a CPU style is the weight average of this many training runs (style/soup.py); SD styles ignore it.
 
     On a ZeroGPU Space the SD training runs as a series of short GPU calls (`_train_chunk`), each asking for the
     seconds its chunk of iterations needs; the trainer's state goes from one call to the next through this

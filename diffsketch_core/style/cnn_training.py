@@ -20,7 +20,7 @@ Per iteration:
 Progress and previews are the SD trainer's TrainEvents; a cancel flag is checked before each iteration.
 
 CLI: python -m diffsketch_core.style.cnn_training --photo p.jpg --sketch s.png --out styles/mine [--backbone vgg16]
-     [--runs 3]   (the weight average of 3 runs: style/cnn_soup.py)
+     [--runs 3]   (the weight average of 3 runs: style/soup.py)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -46,6 +46,7 @@ from .augment import AugmentConfig, augment_pair, photometric, view_side
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
 from .cnn_prior import load_prior
 from .sketches import load_sketch
+from .soup import SoupTrainer
 from .store import Style
 from .training import CancelFlag, TrainEvent, print_progress
 
@@ -247,6 +248,24 @@ class CNNOneShotTrainer:
         return Style(self.generator.eval(), "", self.work_side, meta, kind=CNN_KIND)
 
 
+def cnn_trainer(backbone: CNNBackbone, photo: ImageLike, sketch: ImageLike, config: CNNTrainConfig | None = None,
+                runs: int = 1, **kwargs) -> CNNOneShotTrainer | SoupTrainer:
+    """One fine-tune (runs == 1), or the weight average of `runs` of them (style/soup.py), seeds config.seed, + 1, ..."""
+    config = config or CNNTrainConfig()
+    if runs == 1:
+        return CNNOneShotTrainer(backbone, photo, sketch, config, **kwargs)
+    loaded = {}  # later runs reuse the first run's LPIPS network instead of loading it again
+
+    def make(seed: int, start: torch.nn.Module | None) -> CNNOneShotTrainer:
+        given = {"generator": start} if start is not None else {}
+        trainer = CNNOneShotTrainer(backbone, photo, sketch, replace(config, seed=seed),
+                                    **(kwargs | loaded | given))
+        loaded.setdefault("lpips_model", trainer.lpips)
+        return trainer
+
+    return SoupTrainer(make, runs, config.iterations, config.seed)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.style.cnn_training", __doc__)
     p.add_argument("--photo", required=True)
@@ -259,15 +278,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled", nargs="*", default=[], help="extra photos (no sketches) for the consistency term")
     p.add_argument("--no-prior", action="store_true", help="start from random weights, not the sketch prior")
     p.add_argument("--runs", type=int, default=1, help="training runs averaged into the style (a model soup, "
-                   "style/cnn_soup.py; N times the training)")
+                   "style/soup.py; N times the training)")
     return p
 
 
 def _main(args: argparse.Namespace) -> int:
     bb = load_cnn_backbone(args.backbone)
     cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side, prior=not args.no_prior)
-    from .cnn_soup import cnn_trainer  # the soup builds on this module's trainer: imported where the CLI needs it
-
     trainer = cnn_trainer(bb, args.photo, args.sketch, cfg, args.runs, unlabeled=args.unlabeled)
     for note in trainer.notes:
         cli.note(note)

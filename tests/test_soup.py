@@ -1,4 +1,4 @@
-"""A model soup of one-shot CPU styles (style/cnn_soup.py): the runs, their average, events, Stop, bad input."""
+"""A model soup of one-shot styles (style/soup.py), on CPU styles: the runs, their average, events, Stop, bad input."""
 
 import json
 import threading
@@ -9,8 +9,8 @@ import torch
 from diffsketch_core.diffusion import cnn
 from diffsketch_core.diffusion.cnn import load_cnn_backbone
 from diffsketch_core.errors import BadInputError
-from diffsketch_core.style.cnn_soup import CNNSoupTrainer, cnn_trainer
-from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig
+from diffsketch_core.style.cnn_training import CNNOneShotTrainer, CNNTrainConfig, cnn_trainer
+from diffsketch_core.style.soup import SoupTrainer
 from diffsketch_core.style.store import load_style
 from test_cnn_style import _card
 
@@ -46,7 +46,8 @@ def test_the_soup_is_the_mean_of_independent_runs_and_saves(tiny_cnn, tmp_path):
         t.run()
         alone.append(_weights(t.generator))
     assert any(not torch.equal(alone[0][k], alone[1][k]) for k in alone[0])  # the seeds made different runs
-    soup = CNNSoupTrainer(tiny_cnn, photo, sketch, _config(seed=7), runs=2, generator=fresh())
+    soup = cnn_trainer(tiny_cnn, photo, sketch, _config(seed=7), runs=2, generator=fresh())
+    assert isinstance(soup, SoupTrainer)
     events = []
     style = soup.run(events.append)
     for k, v in style.generator.state_dict().items():
@@ -85,7 +86,7 @@ def test_runs_out_of_range_are_refused(tiny_cnn):
     photo, sketch = _card()
     for runs in (0, 6):
         with pytest.raises(BadInputError, match="Runs averaged must be between 1 and 5"):
-            CNNSoupTrainer(tiny_cnn, photo, sketch, _config(), runs=runs)
+            cnn_trainer(tiny_cnn, photo, sketch, _config(), runs=runs)
 
 
 def test_cli_runs(tmp_path, capsys):
