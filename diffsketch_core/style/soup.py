@@ -9,7 +9,7 @@ average is a working network (one pass to apply, unlike an ensemble) that keeps 
 on the one-shot benchmark (README; example 1, 50 BSDS500 test photos, 20 extra photos, mirror-averaged, mean over
 the XDoG / HED / PiDiNet styles): three soups of three runs (seeds 50-52, 53-55, 56-58) 0.189 / 0.189 / 0.187,
 against 0.194 / 0.184 / 0.194 for single runs (seeds 50 / 51 / 52); over the benchmark's 9 styles 0.215 -> 0.208.
-It costs `runs` times the training (a 3-run soup with 20 extra photos: 279 s against 92 s on 2 threads of this
+It costs `runs` times the training (a 3-run soup with 20 extra photos: 274 s against 90 s on 2 threads of this
 CPU); the applied style costs what one run's does.
 """
 
