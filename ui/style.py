@@ -19,7 +19,7 @@ from diffsketch_core.jobs import JobResult, iterate_events
 from diffsketch_core.perceptual import load_lpips
 from diffsketch_core.style.losses import LossWeights
 from diffsketch_core.style.archive import pack_style, unpack_style
-from diffsketch_core.style.soup import MAX_RUNS
+from diffsketch_core.style.soup import MAX_RUNS, Trainer
 from diffsketch_core.style.store import load_style
 from diffsketch_core.diffusion.taps import KINDS
 from diffsketch_core.extractors import METHODS
@@ -246,7 +246,7 @@ def gpu_estimate(iterations, source) -> str:
 
 
 def _trainer(photo, sketch, caption, iterations, source, invert="auto", techniques=None,
-             prior=True, more=(), runs=1) -> tuple[OneShotTrainer, str]:
+             prior=True, more=(), runs=1) -> tuple[Trainer, str]:
     if cnn_style.is_cnn(source):  # issue 13: CPU backbone, no caption or CLIP needed
         trainer = cnn_style.trainer(photo, sketch, iterations, source, invert, prior, more, runs)
         said = "Starting from the sketch prior. " if trainer.prior else ""

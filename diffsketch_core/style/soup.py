@@ -44,7 +44,7 @@ MakeTrainer = Callable[[int, Optional[torch.nn.Module]], Trainer]
 
 
 class SoupTrainer:
-    """Trains the runs one at a time (one view bank in memory) and keeps each finished run's weights. Stopped
+    """Trains the runs one at a time (one run's training state in memory) and keeps each finished run's weights. Stopped
     during a later run, the style is the soup of the runs already finished; stopped during the first, that run as
     it stands."""
 
