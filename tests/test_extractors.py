@@ -59,6 +59,12 @@ def test_large_photo_is_processed_small_and_returned_full_size(shapes_image):
     assert out.image.size == (1024, 768) and any("scaled back" in n for n in out.notes)
 
 
+@pytest.mark.parametrize("resolution", [-5, 1, 63])
+def test_resolution_below_the_minimum_is_refused(shapes_image, resolution):
+    with pytest.raises(BadInputError, match="at least 64 px"):
+        extract_sketch(shapes_image, "xdog", resolution=resolution)
+
+
 def test_unknown_extractor_lists_choices(shapes_image):
     with pytest.raises(BadInputError, match="hed, pidinet, xdog, canny"):
         extract_sketch(shapes_image, "sobel")
@@ -107,5 +113,7 @@ def test_cli_bad_input_exits_2_with_message(tmp_path):
     bad.write_text("not an image")
     res = _cli("--method", "canny", str(bad), str(tmp_path / "o.png"))
     assert res.returncode == 2 and "error:" in res.stderr and "Traceback" not in res.stderr
+    res = _cli("--method", "canny", "--resolution", "-5", str(bad), str(tmp_path / "o.png"))
+    assert res.returncode == 2 and "error: The resolution must be 0" in res.stderr
     res = _cli("--method", "sobel", str(bad), str(tmp_path / "o.png"))
     assert res.returncode == 2 and "invalid choice" in res.stderr

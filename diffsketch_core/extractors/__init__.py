@@ -31,6 +31,7 @@ EXTRACTORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
 }
 METHODS = tuple(EXTRACTORS)
 DEFAULT_RESOLUTION = 768
+MIN_RESOLUTION = 64  # below this every extractor returns mush, so a smaller value is a mistake, not a wish
 # what each extractor needs before it can run; XDoG and Canny need nothing
 _NEEDS: dict[str, Callable[[], str | None]] = {"hed": hed.needs, "pidinet": pidinet.needs, "fast": student.needs}
 
@@ -56,6 +57,9 @@ def extract_sketch(image: ImageLike, method: str = "hed", resolution: int | None
     fn = EXTRACTORS.get(str(method).lower())
     if fn is None:
         raise BadInputError(f"Unknown extractor {method!r}; choose one of: {', '.join(METHODS)}.")
+    if resolution and resolution < MIN_RESOLUTION:
+        raise BadInputError(f"The resolution must be 0 (the photo's own size) or at least {MIN_RESOLUTION} px, "
+                            f"not {resolution}.")
     loaded = load_image(image)
     img, notes = loaded.image, list(loaded.notes)
     w, h = img.size
