@@ -377,6 +377,30 @@ def test_cli_trains_and_applies_on_the_tiny_cnn(tmp_path, capsys):
     assert "differing in" in capsys.readouterr().err
 
 
+def test_cli_checks_the_style_before_loading_a_backbone_and_distils_a_cpu_style(tmp_path, capsys, monkeypatch):
+    from diffsketch_core.style import cnn_photo2sketch, cnn_training, distill
+
+    photo, sketch = _card()
+    photo.save(tmp_path / "p.png")
+    sketch.save(tmp_path / "s.png")
+    with monkeypatch.context() as m:
+        m.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))  # no VGG16 here: the style is said first
+        assert cnn_photo2sketch.main(["--style", str(tmp_path / "nope"), str(tmp_path / "p.png"),
+                                      str(tmp_path / "out")]) == 2
+    assert "is not a DiffSketch style" in capsys.readouterr().err
+    assert cnn_training.main(["--photo", str(tmp_path / "p.png"), "--sketch", str(tmp_path / "s.png"),
+                              "--out", str(tmp_path / "style"), "--backbone", "tiny-cnn", "--iterations", "2"]) == 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo.save(photos / "a.png")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "b.png")
+    assert distill.main(["--photos", str(photos), "--teacher", str(tmp_path / "style"), "--cache",
+                         str(tmp_path / "cache"), "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "st"),
+                         "--steps", "2", "--batch", "2", "--crop", "32", "--lpips", "0", "--widths", "8,16",
+                         "--blocks", "0,1"]) == 0, capsys.readouterr().err
+    assert "2/2 pairs" in capsys.readouterr().out and (tmp_path / "st" / "config.json").is_file()
+
+
 def test_sketch_prior_learns_many_pairs_and_starts_a_style(tiny_cnn, tmp_path, monkeypatch):
     from diffsketch_core.style import cnn_prior
 

@@ -26,7 +26,7 @@ from ..diffusion.cnn import VGG16, CNNBackbone, load_cnn_backbone
 from ..images import ImageLike, load_image
 from .. import mirror as mirroring
 from .photo2sketch import SketchResult, sketch_folder, split_inputs
-from .store import Style, check_compatible, load_style
+from .store import Style, attach, check_compatible, load_style
 
 MAX_SIDE = 1024
 
@@ -112,8 +112,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     sources, out_dir = split_inputs(args.inputs)
+    style = load_style(args.style)
     bb = load_cnn_backbone(args.backbone)
-    return sketch_folder(CNNPhotoToSketch(load_style(args.style, bb), bb, mirror=args.mirror), sources, out_dir)
+    return sketch_folder(CNNPhotoToSketch(attach(style, bb), bb, mirror=args.mirror), sources, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

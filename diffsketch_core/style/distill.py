@@ -105,13 +105,26 @@ def classic_teacher(method: str) -> Teacher:
 
 
 def style_teacher(style_folder: str | Path) -> Teacher:
-    """A trained style as a teacher (slow: one backbone pass per photo); its sketch, as ink."""
+    """A trained style as a teacher, its sketch as ink: a CPU style on the CNN backbone it names, an SD style on
+    DIFFSKETCH_SD_MODEL (slow: one backbone pass per photo). The folder is checked before any backbone loads."""
+    from .store import attach, load_style
+
+    style = load_style(style_folder)
+    if style.kind == "cnn":
+        from ..diffusion.cnn import TINY_CNN, VGG16, VGG16_RANDOM, load_cnn_backbone
+        from .cnn_photo2sketch import CNNPhotoToSketch
+
+        named = dict(style.generator.config.backbone or {})
+        vgg = VGG16_RANDOM if named.get("weights") == "random" else VGG16
+        padding = named.get("padding") if named.get("padding") in ("reflect", "zeros") else "reflect"
+        # a folder that names another backbone than these is refused by attach(), with what it names
+        backbone = load_cnn_backbone(TINY_CNN if named.get("arch") == TINY_CNN else vgg, padding=padding)
+        return sketcher_teacher(CNNPhotoToSketch(attach(style, backbone), backbone))
     from ..diffusion.backbone import load_backbone
     from .photo2sketch import PhotoToSketch
-    from .store import load_style
 
     backbone = load_backbone()  # DIFFSKETCH_SD_MODEL: the backbone the style was trained on
-    return sketcher_teacher(PhotoToSketch(load_style(style_folder, backbone), backbone))
+    return sketcher_teacher(PhotoToSketch(attach(style, backbone), backbone))
 
 
 def sketcher_teacher(sketcher: Callable) -> Teacher:
@@ -539,7 +552,7 @@ def distill(photos: Sequence[Path] | str | Path, teacher: Teacher, work: str | P
 def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.style.distill", __doc__)
     p.add_argument("--photos", required=True, help="folder of photos (searched recursively)")
-    p.add_argument("--teacher", default="hed", help="hed | pidinet | xdog | canny | a style folder")
+    p.add_argument("--teacher", default="hed", help="hed | pidinet | xdog | canny | fast | a style folder (SD or CPU)")
     p.add_argument("--cache", required=True, help="folder for the teacher pairs (resumable)")
     p.add_argument("--run-dir", dest="run", help="folder for the resumable training state; omit to only build the cache")
     p.add_argument("--out", help="export the trained student here (fp16 safetensors + config.json)")

@@ -23,7 +23,7 @@ from ..errors import BadInputError, DiffSketchError
 from ..diffusion.features import image_to_tensor
 from ..diffusion.prompts import PromptOptions, Prompts
 from ..images import ImageLike, load_image
-from .store import Style, load_style
+from .store import Style, attach, load_style
 from .extraction import StyleExtraction, bucket_specs
 from .training import DEFAULT_CAPTION, example_seed
 
@@ -176,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(args: argparse.Namespace) -> int:
     sources, out_dir = split_inputs(args.inputs)
+    style = load_style(args.style)
     captioner = None
     if args.caption_each:  # before the backbone: a missing captioner is said at once
         from ..diffusion.captioner import captioner_model, load_captioner
@@ -185,7 +186,7 @@ def _main(args: argparse.Namespace) -> int:
             raise BadInputError("--caption-each needs a captioner: --captioner or $DIFFSKETCH_CAPTIONER.")
         captioner = load_captioner(source)
     bb = load_backbone(args.backbone)
-    model = PhotoToSketch(load_style(args.style, bb), bb, args.caption, args.seed, captioner=captioner)
+    model = PhotoToSketch(attach(style, bb), bb, args.caption, args.seed, captioner=captioner)
     return sketch_folder(model, sources, out_dir)
 
 

@@ -133,9 +133,15 @@ def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
         gen = cls.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
     except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:
         raise BadInputError(f"Could not load the style's generator from {folder}: {exc}") from None
-    if backbone is not None:
-        check_compatible(gen.config.backbone, backbone)
-        gen.to(backbone.device)
     meta = {k: v for k, v in info.items() if k not in {"caption", "resolution", "kind"}}
-    return Style(gen.eval(), info.get("caption", ""), int(info.get("resolution", 512)), meta,
-                 info.get("kind", DEFAULT_KIND))
+    style = Style(gen.eval(), info.get("caption", ""), int(info.get("resolution", 512)), meta,
+                  info.get("kind", DEFAULT_KIND))
+    return style if backbone is None else attach(style, backbone)
+
+
+def attach(style: Style, backbone: Backbone) -> Style:
+    """The style on `backbone`'s device, once the backbone is one it can read. A command loads the style first and
+    the backbone after, so a wrong style folder is said before minutes of backbone loading."""
+    check_compatible(style.generator.config.backbone, backbone)
+    style.generator.to(backbone.device)
+    return style
