@@ -1,13 +1,17 @@
-"""Saving our own small models the way we ship them: fp16 safetensors + config.json (diffusers save_pretrained)."""
+"""Saving our own small models the way we ship them (fp16 safetensors + config.json, diffusers save_pretrained),
+and loading them back without letting another model's folder half-load."""
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging as diffusers_logging
+
+from .errors import DiffSketchError
 
 
 def save_fp16(model: ModelMixin, out: str | Path) -> None:
@@ -19,3 +23,22 @@ def save_fp16(model: ModelMixin, out: str | Path) -> None:
         half.to(torch.float16).save_pretrained(str(out), safe_serialization=True)
     finally:
         diffusers_logging.set_verbosity(level)
+
+
+def load_saved(cls: type[ModelMixin], path: str | Path, what: str, hint: str = "") -> ModelMixin:
+    """`cls` from a save_pretrained folder, in fp32, or a DiffSketchError that says `path` is not a `what` checkpoint
+    (and `hint`). diffusers loads any config.json into any class with a warning, so the class is checked first:
+    a classifier's folder given as the stroke model must be refused, not half-loaded."""
+    config = Path(path) / "config.json"
+    if config.is_file():
+        try:
+            named = json.loads(config.read_text()).get("_class_name")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            named = "unreadable config.json"
+        if named != cls.__name__:
+            raise DiffSketchError(f"{path} is not a {what} checkpoint (it holds a {named!r}, not a {cls.__name__})."
+                                  + hint)
+    try:
+        return cls.from_pretrained(str(path), torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: tensors of other shapes
+        raise DiffSketchError(f"{path} is not a {what} checkpoint ({exc}).{hint}") from None

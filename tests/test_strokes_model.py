@@ -169,6 +169,44 @@ def test_save_load_fp16_round_trip(tmp_path):
     assert (tmp_path / "m" / "diffusion_pytorch_model.safetensors").is_file()
 
 
+def test_another_models_folder_is_refused_not_half_loaded(tmp_path):
+    from diffsketch_core.checkpoints import save_fp16
+    from diffsketch_core.errors import DiffSketchError
+    from diffsketch_core.strokes.classifier import SketchClassifier, load_classifier
+
+    save_fp16(SketchClassifier(class_names=CLASSES, image_size=32, widths=(8, 8, 8), feature_dim=16), tmp_path / "c")
+    with pytest.raises(DiffSketchError, match="holds a 'SketchClassifier', not a StrokeDenoiser"):
+        load_stroke_model(tmp_path / "c")
+    save_fp16(tiny_model(), tmp_path / "m")
+    with pytest.raises(DiffSketchError, match="not a sketch-classifier checkpoint"):
+        load_classifier(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("not json")
+    with pytest.raises(DiffSketchError, match="unreadable config.json"):
+        load_stroke_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--batch", "0"], "--batch must be at least 1, not 0"), (["--lr", "-1"], "--lr must be above 0"),
+    (["--ema", "1"], "--ema must be from 0 up to"), (["--permute", "1.5"], "--permute must be from 0 to 1"),
+    (["--max-len", "1"], "--max-len must be at least 8"), (["--d-model", "30", "--heads", "4"], "--d-model (30) must be a multiple of --heads (4)"),
+])
+def test_train_cli_refuses_bad_settings_before_loading_data(flags, said, tmp_path, capsys):
+    from diffsketch_core.strokes import train
+
+    assert train.main(["--run", str(tmp_path / "run"), *flags]) == 2
+    assert f"error: {said}" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_train_cli_says_a_foreign_warm_start(tmp_path, capsys):
+    from diffsketch_core.strokes import train
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    assert train.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "o"), "--init-from",
+                       str(tmp_path / "x"), "--max-steps", "1"]) == 2
+    assert "not a stroke-diffusion checkpoint (it holds a 'UNet2DModel'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(class_name="unicorn"), "Unknown class 'unicorn'.*circle, line, zigzag"),
     (dict(n=0), "between 1 and"), (dict(n=10**6), "between 1 and"), (dict(sampler="magic"), "Unknown sampler"),

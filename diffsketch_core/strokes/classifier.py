@@ -24,8 +24,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .. import cli
-from ..checkpoints import save_fp16
-from ..errors import BadInputError, DiffSketchError
+from ..checkpoints import load_saved, save_fp16
+from ..errors import BadInputError
 from .format import random_affine
 from .raster import render_ink
 
@@ -82,10 +82,7 @@ class SketchClassifier(ModelMixin, ConfigMixin):
 
 
 def load_classifier(path: str | Path) -> SketchClassifier:
-    try:
-        return SketchClassifier.from_pretrained(str(path), torch_dtype=torch.float32).eval()
-    except (OSError, ValueError, TypeError) as exc:
-        raise DiffSketchError(f"{path} is not a sketch-classifier checkpoint ({exc}).") from None
+    return load_saved(SketchClassifier, path, "sketch-classifier").eval()
 
 
 def accuracy(model: SketchClassifier, sketches: list[np.ndarray], labels: np.ndarray) -> float:

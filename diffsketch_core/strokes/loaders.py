@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
 
-from ..errors import BadInputError, DiffSketchError
+from ..checkpoints import load_saved
+from ..errors import BadInputError
 from .classifier import SketchClassifier, load_classifier
 from .model import StrokeDenoiser
 from .recognizability import RecognizabilityNet
@@ -21,21 +21,14 @@ DEFAULT_CLASSIFIER = CHECKPOINTS / "sketch_classifier"
 
 @functools.lru_cache(maxsize=4)
 def load_stroke_model(path: str | Path = DEFAULT_MODEL) -> StrokeDenoiser:
-    try:
-        model = StrokeDenoiser.from_pretrained(str(path), torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise DiffSketchError(f"{path} is not a stroke-diffusion checkpoint ({exc}).") from None
-    return model.eval().requires_grad_(False)
+    return load_saved(StrokeDenoiser, path, "stroke-diffusion").eval().requires_grad_(False)
 
 
 @functools.lru_cache(maxsize=4)
 def load_recognizability(path: str | Path = DEFAULT_RECOGNIZABILITY):
-    try:
-        net = RecognizabilityNet.from_pretrained(str(path), torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise DiffSketchError(f"{path} is not a recognizability checkpoint ({exc}); the 'skip' and 'schedule' "
-                              "samplers need one (python -m diffsketch_core.strokes.fit_recognizability).") from None
-    return net.eval().requires_grad_(False)
+    hint = (" The 'skip' and 'schedule' samplers need one (python -m "
+            "diffsketch_core.strokes.fit_recognizability).")
+    return load_saved(RecognizabilityNet, path, "recognizability", hint).eval().requires_grad_(False)
 
 
 @functools.lru_cache(maxsize=4)

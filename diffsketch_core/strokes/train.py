@@ -34,11 +34,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import cli
+from ..errors import BadInputError
 from ..checkpoints import save_fp16
 from .data import load_split
 from .diffusion import PEN_LOSS_WEIGHT, StrokeDiffusion, uniform_timesteps
 from .format import (END, batch_fixed, fit_length, from_fixed, offset_scale, polylines_to_stroke3, stroke3_to_polylines,
                      validate_stroke3)
+from .loaders import load_stroke_model
 from .model import StrokeDenoiser
 
 
@@ -131,8 +133,7 @@ class Trainer:
         if saved:
             self.model = StrokeDenoiser(**saved["config"])
         elif args.init_from:
-            self.model = warm_start(StrokeDenoiser.from_pretrained(args.init_from, torch_dtype=torch.float32),
-                                    pen_channel=args.pen_channel)
+            self.model = warm_start(load_stroke_model(args.init_from), pen_channel=args.pen_channel)
         else:
             self.model = StrokeDenoiser(max_len=max_len, d_model=args.d_model, n_layers=args.layers,
                                         n_heads=args.heads, class_names=tuple(self.data.classes), offset_scale=scale,
@@ -310,7 +311,28 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(p, _fit, argv)
 
 
+# (flag, valid when, what it must be): said before any data loads, not as a traceback minutes in
+_RULES = [("batch", lambda v: v >= 1, "at least 1"), ("max_steps", lambda v: v >= 1, "at least 1"),
+          ("minutes", lambda v: v > 0, "above 0"), ("lr", lambda v: v > 0, "above 0"),
+          ("lr_final", lambda v: v is None or v >= 0, "0 or more"), ("pen_weight", lambda v: v >= 0, "0 or more"),
+          ("warmup", lambda v: v >= 0, "0 or more"), ("ema", lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
+          ("max_len", lambda v: v >= 8, "at least 8"), ("d_model", lambda v: v >= 8, "at least 8"),
+          ("layers", lambda v: v >= 1, "at least 1"), ("heads", lambda v: v >= 1, "at least 1"),
+          ("eval_every", lambda v: v >= 1, "at least 1"), ("permute", lambda v: 0 <= v <= 1, "from 0 to 1"),
+          ("reverse", lambda v: 0 <= v <= 1, "from 0 to 1"), ("buckets", lambda v: v >= 1, "at least 1")]
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for name, ok, want in _RULES:
+        value = getattr(args, name)
+        if not ok(value):
+            raise BadInputError(f"--{name.replace('_', '-')} must be {want}, not {value}.")
+    if args.d_model % args.heads:
+        raise BadInputError(f"--d-model ({args.d_model}) must be a multiple of --heads ({args.heads}).")
+
+
 def _fit(args: argparse.Namespace) -> None:
+    check_args(args)
     Trainer(args).fit()
 
 
