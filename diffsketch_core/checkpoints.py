@@ -11,7 +11,7 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging as diffusers_logging
 
-from .errors import DiffSketchError
+from .errors import BadInputError
 
 
 def save_fp16(model: ModelMixin, out: str | Path) -> None:
@@ -28,17 +28,18 @@ def save_fp16(model: ModelMixin, out: str | Path) -> None:
 def load_saved(cls: type[ModelMixin], path: str | Path, what: str, hint: str = "") -> ModelMixin:
     """`cls` from a save_pretrained folder, in fp32, or a DiffSketchError that says `path` is not a `what` checkpoint
     (and `hint`). diffusers loads any config.json into any class with a warning, so the class is checked first:
-    a classifier's folder given as the stroke model must be refused, not half-loaded."""
+    a classifier's folder given as the stroke model must be refused, not half-loaded. Safetensors only: a pickled
+    .bin beside the config is never read."""
     config = Path(path) / "config.json"
     if config.is_file():
         try:
             named = json.loads(config.read_text()).get("_class_name")
+            held = f"it holds a {named}" if named else "its config.json names no model class"
         except (ValueError, UnicodeDecodeError, AttributeError):
-            named = "unreadable config.json"
+            named, held = None, "its config.json is unreadable"
         if named != cls.__name__:
-            raise DiffSketchError(f"{path} is not a {what} checkpoint (it holds a {named!r}, not a {cls.__name__})."
-                                  + hint)
+            raise BadInputError(f"{path} is not a {what} checkpoint ({held}, not a {cls.__name__}).{hint}")
     try:
-        return cls.from_pretrained(str(path), torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: tensors of other shapes
-        raise DiffSketchError(f"{path} is not a {what} checkpoint ({exc}).{hint}") from None
+        return cls.from_pretrained(str(path), use_safetensors=True, torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:  # diffusers raises all of these
+        raise BadInputError(f"{path} is not a {what} checkpoint ({type(exc).__name__}: {exc}).{hint}") from None

@@ -175,13 +175,19 @@ def test_another_models_folder_is_refused_not_half_loaded(tmp_path):
     from diffsketch_core.strokes.classifier import SketchClassifier, load_classifier
 
     save_fp16(SketchClassifier(class_names=CLASSES, image_size=32, widths=(8, 8, 8), feature_dim=16), tmp_path / "c")
-    with pytest.raises(DiffSketchError, match="holds a 'SketchClassifier', not a StrokeDenoiser"):
+    with pytest.raises(DiffSketchError, match="holds a SketchClassifier, not a StrokeDenoiser"):
         load_stroke_model(tmp_path / "c")
     save_fp16(tiny_model(), tmp_path / "m")
     with pytest.raises(DiffSketchError, match="not a sketch-classifier checkpoint"):
         load_classifier(tmp_path / "m")
+    pickled = tmp_path / "pickled"  # weights only as a pickle: never unpickled (torch.load runs code)
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tmp_path / "m" / "config.json").read_text())
+    torch.save(tiny_model().state_dict(), pickled / "diffusion_pytorch_model.bin")
+    with pytest.raises(DiffSketchError, match="not a stroke-diffusion checkpoint"):
+        load_stroke_model(pickled)
     (tmp_path / "m" / "config.json").write_text("not json")
-    with pytest.raises(DiffSketchError, match="unreadable config.json"):
+    with pytest.raises(DiffSketchError, match="config.json is unreadable"):
         load_stroke_model(tmp_path / "m")
 
 
@@ -204,7 +210,7 @@ def test_train_cli_says_a_foreign_warm_start(tmp_path, capsys):
     (tmp_path / "x" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
     assert train.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "o"), "--init-from",
                        str(tmp_path / "x"), "--max-steps", "1"]) == 2
-    assert "not a stroke-diffusion checkpoint (it holds a 'UNet2DModel'" in capsys.readouterr().err
+    assert "not a stroke-diffusion checkpoint (it holds a UNet2DModel" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -38,6 +38,7 @@ from torch import nn
 
 from .. import mirror as mirroring
 from .. import onnx_runtime
+from ..checkpoints import load_saved
 from ..errors import BadInputError, MissingWeightsError
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "student_hed"
@@ -126,11 +127,7 @@ def load_student(path: str | Path) -> SketchStudent:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise BadInputError(f"{path} is not a student folder (no config.json).")
-    try:
-        model = SketchStudent.from_pretrained(str(path), use_safetensors=True, torch_dtype=torch.float32)
-    except Exception as exc:  # diffusers raises many types for a mismatched or broken file
-        raise BadInputError(f"{path} does not hold a loadable sketch student ({type(exc).__name__}: {exc}).") from None
-    return model.eval().requires_grad_(False)
+    return load_saved(SketchStudent, path, "loadable sketch student").eval().requires_grad_(False)
 
 
 def needs(path: str | Path = CHECKPOINT) -> str | None:

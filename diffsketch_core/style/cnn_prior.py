@@ -30,6 +30,7 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.cnn import CNNBackbone, load_cnn_backbone
+from ..checkpoints import load_saved
 from ..errors import BadInputError
 from ..perceptual import load_lpips, sketch_lpips
 from .cnn_generator import CNNSketchGenerator, cnn_generator_for
@@ -162,10 +163,7 @@ def load_prior(backbone: CNNBackbone, work_side: int | None = None,
     folder = Path(folder or PRIOR_DIR)
     if not (folder / "config.json").is_file():
         return None
-    try:
-        gen = CNNSketchGenerator.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:
-        raise BadInputError(f"The sketch prior in {folder} could not be loaded ({exc}).") from None
+    gen = load_saved(CNNSketchGenerator, folder, "sketch prior")
     try:
         check_compatible(gen.config.backbone, backbone)
     except BadInputError:

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from ..diffusion.backbone import Backbone
+from ..checkpoints import load_saved
 from ..errors import BadInputError
 from .cnn_generator import CNNSketchGenerator
 from .generator import SketchGenerator
@@ -129,10 +129,7 @@ def load_style(folder: str | Path, backbone: Backbone | None = None) -> Style:
     cls = GENERATORS.get(info.get("generator", "SketchGenerator"))
     if cls is None:
         raise BadInputError(f"This style's generator ({info.get('generator')!r}) is not one this version knows.")
-    try:
-        gen = cls.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:
-        raise BadInputError(f"Could not load the style's generator from {folder}: {exc}") from None
+    gen = load_saved(cls, folder, "style generator")
     meta = {k: v for k, v in info.items() if k not in {"caption", "resolution", "kind"}}
     style = Style(gen.eval(), info.get("caption", ""), int(info.get("resolution", 512)), meta,
                   info.get("kind", DEFAULT_KIND))
