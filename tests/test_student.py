@@ -220,6 +220,19 @@ def test_two_accelerate_processes_make_the_same_pairs_and_model_as_one(photo_fol
     assert sum((a - b).abs().sum() for a, b in zip(one.parameters(), SketchStudent(widths=(8, 16), blocks=(0, 1)).parameters())) > 0
 
 
+@pytest.mark.parametrize("flags, said", [
+    (["--batch", "0"], "batch must be at least 1, not 0"), (["--steps", "0"], "steps must be at least 1"),
+    (["--crop", "0"], "crop must be at least 16 px"), (["--lr", "-1"], "lr must be above 0"),
+    (["--save-every", "0"], "save-every must be at least 1"), (["--minutes", "-1"], "must not be negative"),
+    (["--widths", "8"], "must have the same, non-zero length"), (["--widths", "a,b"], "'a,b' is not a comma"),
+    (["--sizes", "10xq"], "Size '10xq' is not native"),
+])
+def test_cli_refuses_bad_settings_before_the_teacher_runs(flags, said, tmp_path, photo_folder, capsys):
+    assert distill.main(["--photos", str(photo_folder), "--teacher", "xdog", "--cache", str(tmp_path / "c"),
+                         "--run-dir", str(tmp_path / "r"), *flags]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 def test_cli_says_what_is_wrong(tmp_path, photo_folder, capsys):
     empty = tmp_path / "e"
     empty.mkdir()

@@ -145,26 +145,35 @@ def parse_sizes(text: str) -> list[tuple[int, int] | None]:
     size, a fraction = scaled, an int = the long side brought down to at most that."""
     out: list[Any] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part == "native":
-            out.append(None)
-        elif part.startswith("max"):
-            side = int(part[3:])
-            if side < 16:
-                raise BadInputError(f"Size {part} is too small (16 px at least).")
-            out.append(side)
-        elif "x" in part:
-            w, h = (int(v) for v in part.split("x"))
-            if min(w, h) < 16:
-                raise BadInputError(f"Size {part} is too small (16 px at least).")
-            out.append((w, h))
-        else:
-            s = float(part)
-            if not 0.05 <= s <= 4:
-                raise BadInputError(f"Scale {part} is outside 0.05..4.")
-            out.append(s)
+        try:
+            out.append(_parse_size(part))
+        except BadInputError:
+            raise
+        except ValueError:  # int() / float() of what is not a number
+            raise BadInputError(f"Size {part!r} is not native, WxH, maxN or a scale (e.g. native,512x512,0.5).") \
+                from None
     if not out:
         raise BadInputError("No sizes given (e.g. --sizes native,512x512).")
     return out
+
+
+def _parse_size(part: str):
+    if part == "native":
+        return None
+    if part.startswith("max"):
+        side = int(part[3:])
+        if side < 16:
+            raise BadInputError(f"Size {part} is too small (16 px at least).")
+        return side
+    if "x" in part:
+        w, h = (int(v) for v in part.split("x"))
+        if min(w, h) < 16:
+            raise BadInputError(f"Size {part} is too small (16 px at least).")
+        return w, h
+    scale = float(part)
+    if not 0.05 <= scale <= 4:
+        raise BadInputError(f"Scale {part} is outside 0.05..4.")
+    return scale
 
 
 def _resized(img: Image.Image, size) -> Image.Image:
@@ -283,6 +292,23 @@ class TrainConfig:
     minutes: float = 0.0    # > 0: after a short calibration, cut `steps` to what fits in this wall-clock budget
     init_from: str | None = None  # a saved student folder: a new run starts from its weights and architecture
     widen_to: tuple[int, ...] | None = None  # with init_from: widen it to these widths first (style/widen.py)
+
+    def __post_init__(self):
+        # said when the run is set up, not as a traceback (or a silent no-op) once the teacher pairs are made
+        checks = [(self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
+                  (self.batch >= 1, f"batch must be at least 1, not {self.batch}"),
+                  (self.crop >= 16, f"crop must be at least 16 px, not {self.crop}"),
+                  (self.lr > 0, f"lr must be above 0, not {self.lr}"),
+                  (min(self.lpips, self.edge, self.lpips_samples, self.minutes) >= 0,
+                   "lpips, edge, lpips-samples and minutes must not be negative"),
+                  (self.save_every >= 1, f"save-every must be at least 1, not {self.save_every}"),
+                  (len(self.widths) == len(self.blocks) >= 1, f"widths {self.widths} and blocks {self.blocks} must "
+                   "have the same, non-zero length"),
+                  (min(self.widths + (self.widen_to or (1,))) >= 1 and min(self.blocks) >= 0,
+                   "widths must be at least 1 and blocks at least 0")]
+        for ok, said in checks:
+            if not ok:
+                raise BadInputError(f"Distillation settings: {said}.")
 
 
 class PairSource:
@@ -581,7 +607,8 @@ def _main(args: argparse.Namespace) -> int:
 
     found = scan_photos(args.photos)
     sizes = parse_sizes(args.sizes)
-    warm = _warm_start_record(args)  # checked before the (long) cache stage
+    warm = _warm_start_record(args)  # checked before the (long) cache stage, as are the settings
+    cfg = _train_config(args) if args.run else None
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if acc.is_main_process and found.skipped:
         cli.note(f"{len(found.skipped)} files skipped: " + "; ".join(found.skipped[:5]))
@@ -599,12 +626,8 @@ def _main(args: argparse.Namespace) -> int:
         done = sum((Path(args.cache) / f"{k}.ink.png").is_file() for _, _, k in cache_jobs(found.photos, sizes))
         print(f"cache: {done}/{total} pairs ({len(cached_pairs(args.cache))} in the cache, all used in training); "
               f"this process wrote {report.written}, reused {report.reused}; {len(failed)} failed", flush=True)
-    if not args.run:
+    if cfg is None:
         return 0
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
-                      lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed, save_every=args.save_every,
-                      widths=_levels(args.widths or "16,32,64,128"), blocks=_levels(args.blocks or "0,1,2,3"),
-                      init_from=args.init_from, widen_to=_levels(args.widths) if args.init_from and args.widths else None)
 
     def train_event(e: dict) -> None:
         if acc.is_main_process:
@@ -626,6 +649,15 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
+                       lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed,
+                       save_every=args.save_every,  # with --init-from the saved student's levels, widened to --widths
+                       widths=_levels(args.widths if args.widths and not args.init_from else "16,32,64,128"),
+                       blocks=_levels(args.blocks or "0,1,2,3"), init_from=args.init_from,
+                       widen_to=_levels(args.widths) if args.init_from and args.widths else None)
+
+
 def _warm_start_record(args: argparse.Namespace) -> dict | None:
     """What --init-from starts from (its own training record, so the export says the whole history), after
     checking that it loads; None without --init-from."""
@@ -644,7 +676,10 @@ def _warm_start_record(args: argparse.Namespace) -> dict | None:
 
 def _levels(text: str) -> tuple[int, ...]:
     """'16,32,64' -> (16, 32, 64): --widths and --blocks."""
-    return tuple(int(v) for v in text.split(","))
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BadInputError(f"{text!r} is not a comma-separated list of whole numbers (e.g. 16,32,64,128).") from None
 
 
 def main(argv: list[str] | None = None) -> int:
