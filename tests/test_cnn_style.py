@@ -484,3 +484,21 @@ def test_views_keep_the_sketchs_line_width_unless_rescaling_is_asked():
 
     assert widths(AugmentConfig()) == {2}  # crops and flips only: every view draws the line 2 px wide
     assert widths(AugmentConfig(scale=(1.5, 2.0))) - {2}  # a rescaled pair draws it thicker
+
+
+@pytest.mark.parametrize("kw, said", [
+    (dict(iterations=-1), "iterations must not be negative"), (dict(work_side=100_000), "work side must be 64 to 512"),
+    (dict(work_side=8), "work side must be 64 to 512"), (dict(batch=0), "must be at least 1"),
+    (dict(lr=-1.0), "lr must be above 0"),
+])
+def test_cpu_training_settings_are_checked_when_made(kw, said):
+    with pytest.raises(BadInputError, match=f"Training settings: .*{said}"):
+        CNNTrainConfig(**kw)
+    assert CNNTrainConfig(iterations=0).iterations == 0  # the start alone: the benchmark's prior-only row
+
+
+def test_cpu_training_cli_refuses_no_iterations(capsys):
+    from diffsketch_core.style import cnn_training
+
+    assert cnn_training.main(["--photo", "x.png", "--sketch", "y.png", "--out", "o", "--iterations", "0"]) == 2
+    assert "error: --iterations must be at least 1, not 0" in capsys.readouterr().err

@@ -246,3 +246,20 @@ def test_training_cli_offline_without_sd_weights(tmp_path, pair):
     res = _run("diffsketch_core.style.training", "--photo", str(tmp_path / "photo.png"), "--sketch", str(tmp_path / "photo.png"),
                "--out", str(tmp_path / "style"), "--backbone", "CompVis/stable-diffusion-v1-4")
     assert res.returncode == 2 and "DIFFSKETCH_SD_MODEL" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("kw, said", [
+    (dict(iterations=0), "iterations must be at least 1"), (dict(resolution=100_000), "multiple of 8 from 64"),
+    (dict(resolution=100), "multiple of 8 from 64"), (dict(lr=0.0), "lr must be above 0"),
+    (dict(sample_steps=0), "must be at least 1"), (dict(extra_seeds=-1), "must not be negative"),
+])
+def test_training_settings_are_checked_when_made(kw, said):
+    with pytest.raises(BadInputError, match=f"Training settings: .*{said}"):
+        TrainConfig(**kw)
+
+
+def test_training_cli_says_bad_settings_before_loading_sd(capsys):
+    from diffsketch_core.style import training
+
+    assert training.main(["--photo", "x.png", "--sketch", "y.png", "--out", "o", "--iterations", "0"]) == 2
+    assert "error: Training settings: iterations must be at least 1" in capsys.readouterr().err

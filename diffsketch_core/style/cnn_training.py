@@ -39,7 +39,7 @@ from PIL import Image
 
 from .. import cli
 from ..diffusion.cnn import CNNBackbone, load_cnn_backbone
-from ..errors import BadInputError
+from ..errors import BadInputError, check_settings
 from ..images import ImageLike, load_image
 from ..perceptual import ClipImageEncoder, load_lpips, sketch_lpips
 from .augment import AugmentConfig, augment_pair, photometric, view_side
@@ -54,6 +54,8 @@ MIN_SIDE = 64
 MAX_UNLABELED = 32  # extra photos kept with their features (~8 MB each); one is used per iteration
 MIN_INK = 0.002  # fraction of the sheet with clear lines below which there is nothing to learn
 CNN_KIND = "cnn"
+MIN_WORK_SIDE, MAX_WORK_SIDE = 64, 512  # the backbone's reading size (default 256): the view bank's features grow
+# with its square, several GB past 512 (100,000 px took the machine's 24 GB and was killed)
 
 
 @dataclass
@@ -72,6 +74,15 @@ class CNNTrainConfig:
     consistency: float = 0.3  # only with unlabeled photos (see the module's docstring)
     prior: bool = True  # start from the shipped sketch prior (style/cnn_prior.py) when it fits the backbone
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        check_settings("Training settings", [  # 0 iterations: the start itself (the benchmark's prior-only row)
+            (self.iterations >= 0, f"iterations must not be negative, not {self.iterations}"),
+            (self.lr > 0, f"lr must be above 0, not {self.lr}"),
+            (min(self.batch, self.bank, self.preview_every) >= 1, "batch, bank and preview_every must be at least 1"),
+            (self.refresh_every >= 0, "refresh_every must not be negative"),
+            (self.work_side is None or MIN_WORK_SIDE <= self.work_side <= MAX_WORK_SIDE,
+             f"the work side must be {MIN_WORK_SIDE} to {MAX_WORK_SIDE} px, not {self.work_side}")])
 
 
 def _tensor(img: Image.Image) -> torch.Tensor:
@@ -283,8 +294,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    bb = load_cnn_backbone(args.backbone)
+    if args.iterations < 1:
+        raise BadInputError(f"--iterations must be at least 1, not {args.iterations}.")
     cfg = CNNTrainConfig(iterations=args.iterations, work_side=args.work_side, prior=not args.no_prior)
+    bb = load_cnn_backbone(args.backbone)
     trainer = cnn_trainer(bb, args.photo, args.sketch, cfg, args.runs, unlabeled=args.unlabeled)
     for note in trainer.notes:
         cli.note(note)

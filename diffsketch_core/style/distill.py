@@ -42,7 +42,7 @@ from PIL import Image
 
 from .. import cli
 from ..checkpoints import save_fp16
-from ..errors import BadInputError, DiffSketchError
+from ..errors import BadInputError, DiffSketchError, check_settings
 from ..images import load_image
 from ..extractors.student import SketchStudent, load_student
 from .widen import check_widths, widen
@@ -294,21 +294,18 @@ class TrainConfig:
     widen_to: tuple[int, ...] | None = None  # with init_from: widen it to these widths first (style/widen.py)
 
     def __post_init__(self):
-        # said when the run is set up, not as a traceback (or a silent no-op) once the teacher pairs are made
-        checks = [(self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
-                  (self.batch >= 1, f"batch must be at least 1, not {self.batch}"),
-                  (self.crop >= 16, f"crop must be at least 16 px, not {self.crop}"),
-                  (self.lr > 0, f"lr must be above 0, not {self.lr}"),
-                  (min(self.lpips, self.edge, self.lpips_samples, self.minutes) >= 0,
-                   "lpips, edge, lpips-samples and minutes must not be negative"),
-                  (self.save_every >= 1, f"save-every must be at least 1, not {self.save_every}"),
-                  (len(self.widths) == len(self.blocks) >= 1, f"widths {self.widths} and blocks {self.blocks} must "
-                   "have the same, non-zero length"),
-                  (min(self.widths + (self.widen_to or (1,))) >= 1 and min(self.blocks) >= 0,
-                   "widths must be at least 1 and blocks at least 0")]
-        for ok, said in checks:
-            if not ok:
-                raise BadInputError(f"Distillation settings: {said}.")
+        check_settings("Distillation settings", [
+            (self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
+            (self.batch >= 1, f"batch must be at least 1, not {self.batch}"),
+            (self.crop >= 16, f"crop must be at least 16 px, not {self.crop}"),
+            (self.lr > 0, f"lr must be above 0, not {self.lr}"),
+            (min(self.lpips, self.edge, self.lpips_samples, self.minutes) >= 0,
+             "lpips, edge, lpips-samples and minutes must not be negative"),
+            (self.save_every >= 1, f"save-every must be at least 1, not {self.save_every}"),
+            (len(self.widths) == len(self.blocks) >= 1,
+             f"widths {self.widths} and blocks {self.blocks} must have the same, non-zero length"),
+            (min(self.widths + (self.widen_to or (1,))) >= 1 and min(self.blocks) >= 0,
+             "widths must be at least 1 and blocks at least 0")])
 
 
 class PairSource:

@@ -175,16 +175,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    sources, out_dir = split_inputs(args.inputs)
-    style = load_style(args.style)
-    captioner = None
-    if args.caption_each:  # before the backbone: a missing captioner is said at once
-        from ..diffusion.captioner import captioner_model, load_captioner
+    from ..diffusion.captioner import captioner_model, load_captioner
 
-        source = captioner_model(args.captioner)
-        if not source:
-            raise BadInputError("--caption-each needs a captioner: --captioner or $DIFFSKETCH_CAPTIONER.")
-        captioner = load_captioner(source)
+    sources, out_dir = split_inputs(args.inputs)
+    source = captioner_model(args.captioner) if args.caption_each else None
+    if args.caption_each and not source:  # the user's mistakes first, then what takes a while to load
+        raise BadInputError("--caption-each needs a captioner: --captioner or $DIFFSKETCH_CAPTIONER.")
+    style = load_style(args.style)
+    captioner = load_captioner(source) if source else None
     bb = load_backbone(args.backbone)
     model = PhotoToSketch(attach(style, bb), bb, args.caption, args.seed, captioner=captioner)
     return sketch_folder(model, sources, out_dir)

@@ -28,7 +28,7 @@ from .. import cli
 from ..diffusion.backbone import Backbone, load_backbone
 from .extraction import StyleExtraction, bucket_specs, load_control, load_lora_spec, make_control_image  # noqa: F401
 from .conditions import CDSTConditions, ConditionPrior, prior_for
-from ..errors import BadInputError
+from ..errors import BadInputError, check_settings
 from ..diffusion.features import DEFAULT_TIMESTEPS, FeatureBundle, UNetFeatures, VAEFeatures, image_to_tensor
 from ..diffusion.prompts import PromptOptions, Prompts, UNCOND_CHOICES
 from .generator import SketchGenerator, generator_for
@@ -90,6 +90,18 @@ class TrainConfig:
     # an IP-Adapter (diffusion/ip_adapter.py: hub id, folder or "tiny") fed with each image's own CLIP embedding
     ip_adapter: str | None = None
     ip_adapter_scale: float = 1.0
+
+    def __post_init__(self):
+        res = self.resolution
+        check_settings("Training settings", [
+            (self.iterations >= 1, f"iterations must be at least 1, not {self.iterations}"),
+            (self.horizon >= 1, f"the CDST horizon must be at least 1, not {self.horizon}"),
+            (self.lr > 0, f"lr must be above 0, not {self.lr}"),
+            (res is None or (64 <= res <= 2048 and res % 8 == 0),
+             f"the resolution must be a multiple of 8 from 64 to 2048 px, not {res}"),
+            (min(self.sample_steps, self.gen_batch, self.preview_every, self.max_batch) >= 1,
+             "sample steps, generation batch, preview interval and max batch must be at least 1"),
+            (min(self.control_steps, self.extra_seeds) >= 0, "control steps and extra seeds must not be negative")])
 
 
 @dataclass
@@ -416,21 +428,22 @@ def caption_photo(photo: ImageLike, captioner: str | None = None) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
-    caption = args.caption.strip()
-    if not caption:
-        caption = caption_photo(args.photo, args.captioner)
-        if caption:
-            cli.note(f"Caption from the captioner: '{caption}'")
-    bb = load_backbone(args.backbone)
+    taps = tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None
     cfg = TrainConfig(iterations=args.iterations, horizon=args.horizon or max(1, args.iterations * 5 // 6),
                       resolution=args.resolution, sample_steps=args.sample_steps, gen_batch=args.gen_batch,
                       seed=args.seed, controlnet=args.controlnet, control_image=args.control_image,
                       control_scale=args.control_scale, control_steps=args.control_steps, lora=args.lora,
                       lora_scale=args.lora_scale, amalgamate=args.amalgamate, extra_seeds=args.extra_seeds,
                       fine_grained=args.fine_grained, uncond_prompt=args.uncond_prompt, ip_adapter=args.ip_adapter,
-                      ip_adapter_scale=args.ip_adapter_scale, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None)
+                      ip_adapter_scale=args.ip_adapter_scale, taps=taps)
     if args.timesteps:
         cfg.timesteps = read_timesteps(args.timesteps)
+    caption = args.caption.strip()  # the settings are checked first: a captioner and SD take a while to load
+    if not caption:
+        caption = caption_photo(args.photo, args.captioner)
+        if caption:
+            cli.note(f"Caption from the captioner: '{caption}'")
+    bb = load_backbone(args.backbone)
     try:
         trainer = OneShotTrainer(bb, args.photo, args.sketch, caption, cfg, clip=load_clip(args.clip, bb.device),
                                  invert=args.invert)
