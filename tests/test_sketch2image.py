@@ -118,6 +118,9 @@ def test_bad_inputs_get_a_sentence(tiny_backbone, sketch, tmp_path):
         sketch_to_image(tiny_backbone, None, cfg)
     with pytest.raises(BadInputError, match="extractor"):
         sketch_to_image(tiny_backbone, sketch, PictureConfig(steps=1, sketch_scale=1.0))
+    for bad in (dict(cfg=-3.0), dict(lpips=-1.0)):
+        with pytest.raises(BadInputError, match="cannot be negative"):
+            sketch_to_image(tiny_backbone, sketch, PictureConfig(steps=1, **bad))
     res = sketch_to_image(tiny_backbone, sketch, PictureConfig(prompt="a very long prompt " * 10, steps=1, width=70, height=61))
     assert res.size == (72, 64) and res.images[0].size == (72, 64)
     assert any("rounded to 72x64" in n for n in res.notes)

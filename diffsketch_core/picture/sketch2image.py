@@ -133,6 +133,9 @@ def _config_errors(cfg: PictureConfig) -> None:
         raise BadInputError(f"Strength must be above 0 and at most 1, got {cfg.strength}.")
     if cfg.sketch_scale < 0 or cfg.control_scale < 0:
         raise BadInputError("Steering scales cannot be negative.")
+    if cfg.cfg < 0 or cfg.lpips < 0:  # a negative weight pushes away from the prompt or the sketch
+        raise BadInputError(f"The guidance scale and the LPIPS weight cannot be negative (got {cfg.cfg} and "
+                            f"{cfg.lpips}).")
 
 
 # ---------------------------------------------------------------- the sampler

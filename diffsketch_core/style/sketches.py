@@ -92,7 +92,7 @@ def sketch_grey(source: ImageLike) -> tuple[np.ndarray, list[str]]:
     grey = np.asarray(loaded.image.convert("L"), dtype=np.float32)
     if grey.std() < BLANK_STD:
         what = "all black" if grey.mean() < DARK else "blank"
-        raise BadInputError(f"The sketch is {what}: draw some lines (dark on white) before training.")
+        raise BadInputError(f"The sketch is {what}: draw some lines (dark on white) first.")
     return grey, list(loaded.notes)
 
 
