@@ -27,16 +27,46 @@ def parser(prog: str, doc: str | None, threads: bool = True) -> argparse.Argumen
     p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     if threads:
-        p.add_argument("--threads", type=_positive_int, default=None,
+        p.add_argument("--threads", type=at_least(1), default=None,
                        help="torch CPU threads (default: torch's choice, usually all cores)")
     return p
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+# argparse types for numbers with a range: `type=at_least(1)`; a value out of range is argparse's usage error
+# (exit 2, `error: argument --batch: must be at least 1, got 0`), said before anything loads or trains
+def at_least(low: int) -> Callable[[str], int]:
+    def whole(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    whole.__name__ = "int"  # argparse's message for a non-number: "invalid int value"
+    return whole
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
     return value
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
+positive.__name__ = non_negative.__name__ = fraction.__name__ = "float"
 
 
 def run(p: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None],

@@ -51,3 +51,18 @@ def test_every_command_runs_as_a_module():
     for name, p in zip(COMMANDS, procs):
         _, err = p.communicate(timeout=300)
         assert p.returncode == 2 and "error:" in err, (name, err[-500:])
+
+
+@pytest.mark.parametrize("name, flags, said", [
+    ("diffsketch_core.strokes.classifier", ["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    ("diffsketch_core.strokes.classifier", ["--image-size", "2"], "--image-size: must be at least 16"),
+    ("diffsketch_core.strokes.fit_recognizability", ["--every", "0"], "--every: must be at least 1"),
+    ("diffsketch_core.strokes.fit_recognizability", ["--batches", "0"], "--batches: must be at least 1"),
+    ("diffsketch_core.diffusion.timesteps", ["--out", "o", "--batch", "0"], "--batch: must be at least 1"),
+    ("diffsketch_core.picture.finetune", ["--pair", "a", "b", "--out", "o", "--lpips", "-2"], "--lpips: must be 0 or more"),
+    ("diffsketch_core.strokes.train", ["--lr", "nan"], "--lr: must be above 0, got nan"),
+])
+def test_numbers_out_of_range_are_usage_errors(name, flags, said, capsys):
+    """Each number's range is its argparse type: said before anything loads (these were tracebacks)."""
+    assert _main(name)(flags) == 2
+    assert said in capsys.readouterr().err

@@ -192,15 +192,16 @@ def test_another_models_folder_is_refused_not_half_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("flags, said", [
-    (["--batch", "0"], "--batch must be at least 1, not 0"), (["--lr", "-1"], "--lr must be above 0"),
-    (["--ema", "1"], "--ema must be from 0 up to"), (["--permute", "1.5"], "--permute must be from 0 to 1"),
-    (["--max-len", "1"], "--max-len must be at least 8"), (["--d-model", "30", "--heads", "4"], "--d-model (30) must be a multiple of --heads (4)"),
+    (["--batch", "0"], "argument --batch: must be at least 1, got 0"), (["--lr", "-1"], "--lr: must be above 0"),
+    (["--ema", "1.5"], "--ema: must be from 0 to 1"), (["--permute", "1.5"], "--permute: must be from 0 to 1"),
+    (["--max-len", "1"], "--max-len: must be at least 8"),
+    (["--d-model", "30", "--heads", "4"], "--d-model (30) must be a multiple of --heads (4)"),
 ])
 def test_train_cli_refuses_bad_settings_before_loading_data(flags, said, tmp_path, capsys):
     from diffsketch_core.strokes import train
 
     assert train.main(["--run", str(tmp_path / "run"), *flags]) == 2
-    assert f"error: {said}" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert "error: " in (err := capsys.readouterr().err) and said in err and not (tmp_path / "run").exists()
 
 
 def test_train_cli_says_a_foreign_warm_start(tmp_path, capsys):

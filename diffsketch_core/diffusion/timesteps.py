@@ -153,12 +153,12 @@ def read_timesteps(path: str | Path) -> tuple[int, ...]:
 def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.diffusion.timesteps", __doc__)
     p.add_argument("--backbone", default=None)
-    p.add_argument("--images", type=int, default=100)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--k-min", type=int, default=5)
-    p.add_argument("--k-max", type=int, default=20)
-    p.add_argument("--k", type=int, default=None, help="force k (DiffSketch uses 13)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--images", type=cli.at_least(1), default=100)
+    p.add_argument("--steps", type=cli.at_least(1), default=50)
+    p.add_argument("--k-min", type=cli.at_least(1), default=5)
+    p.add_argument("--k-max", type=cli.at_least(1), default=20)
+    p.add_argument("--k", type=cli.at_least(1), default=None, help="force k (DiffSketch uses 13)")
+    p.add_argument("--batch", type=cli.at_least(1), default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--path", choices=PATHS, default="extract",
                    help="extract: noise-and-extract at each timestep (what training uses); trajectory: along DDIM")

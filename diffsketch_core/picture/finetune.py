@@ -190,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--lpips", type=float, default=0.0)
+    p.add_argument("--lpips", type=cli.non_negative, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -132,13 +132,13 @@ def train(out: Path, epochs: int = 12, batch: int = 128, lr: float = 2e-3, seed:
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("diffsketch_core.strokes.classifier", __doc__)
     p.add_argument("--out", type=Path, default=Path("checkpoints/sketch_classifier"))
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--epochs", type=cli.at_least(1), default=12)
+    p.add_argument("--batch", type=cli.at_least(1), default=128)
+    p.add_argument("--lr", type=cli.positive, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--line-width", type=float, default=1.5)
-    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument("--image-size", type=cli.at_least(16), default=64)
+    p.add_argument("--line-width", type=cli.positive, default=1.5)
+    p.add_argument("--widths", type=cli.at_least(1), nargs="+", default=[32, 64, 128])
     return cli.run(p, _train, argv)
 
 

@@ -28,13 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
     p.add_argument("--out", default=str(DEFAULT_RECOGNIZABILITY))
-    p.add_argument("--batches", type=int, default=8, help="trajectory batches (each: one sketch per class x per-class)")
-    p.add_argument("--per-class", type=int, default=2)
-    p.add_argument("--every", type=int, default=10)
-    p.add_argument("--schedule-steps", type=int, default=6, help="length of the precomputed schedule")
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--batches", type=cli.at_least(1), default=8, help="trajectory batches (each: one sketch per class x per-class)")
+    p.add_argument("--per-class", type=cli.at_least(1), default=2)
+    p.add_argument("--every", type=cli.at_least(1), default=10)
+    p.add_argument("--schedule-steps", type=cli.at_least(1), default=6, help="length of the precomputed schedule")
+    p.add_argument("--guidance", type=cli.non_negative, default=4.0)
     p.add_argument("--guidance-interval", type=int, nargs=2, default=list(GUIDANCE_INTERVAL), metavar=("LO", "HI"))
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=cli.at_least(1), default=8)
     return p
 
 

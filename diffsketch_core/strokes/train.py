@@ -288,45 +288,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="checkpoints/stroke_diffusion", help="where the fp16 EMA model is exported")
     p.add_argument("--init-from", default=None, help="warm start from a saved model when the run is new")
     p.add_argument("--classifier", default="checkpoints/sketch_classifier")
-    p.add_argument("--minutes", type=float, default=60)
-    p.add_argument("--max-steps", type=int, default=10**9)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-final", type=float, default=None, help="cosine-decay to this over the run (default: constant)")
-    p.add_argument("--pen-weight", type=float, default=PEN_LOSS_WEIGHT,
+    p.add_argument("--minutes", type=cli.positive, default=60)
+    p.add_argument("--max-steps", type=cli.at_least(1), default=10**9)
+    p.add_argument("--batch", type=cli.at_least(1), default=32)
+    p.add_argument("--lr", type=cli.positive, default=1e-3)
+    p.add_argument("--lr-final", type=cli.non_negative, default=None, help="cosine-decay to this over the run (default: constant)")
+    p.add_argument("--pen-weight", type=cli.non_negative, default=PEN_LOSS_WEIGHT,
                    help="weight of the pen cross-entropy next to the noise MSE")
     p.add_argument("--pen-channel", action=argparse.BooleanOptionalAction, default=True,
                    help="diffuse the pen signal beside (dx, dy) (new runs and --init-from)")
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--max-len", type=int, default=96)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--warmup", type=cli.at_least(0), default=500)
+    p.add_argument("--ema", type=cli.fraction, default=0.999)
+    p.add_argument("--max-len", type=cli.at_least(8), default=96)
+    p.add_argument("--d-model", type=cli.at_least(8), default=128)
+    p.add_argument("--layers", type=cli.at_least(1), default=4)
+    p.add_argument("--heads", type=cli.at_least(1), default=4)
+    p.add_argument("--eval-every", type=cli.at_least(1), default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--permute", type=float, default=0.0, help="probability of a random stroke order per sketch")
-    p.add_argument("--reverse", type=float, default=0.0, help="probability of reversing each stroke")
-    p.add_argument("--buckets", type=int, default=1, help="length buckets (1: none; batches padded to --max-len)")
+    p.add_argument("--permute", type=cli.fraction, default=0.0, help="probability of a random stroke order per sketch")
+    p.add_argument("--reverse", type=cli.fraction, default=0.0, help="probability of reversing each stroke")
+    p.add_argument("--buckets", type=cli.at_least(1), default=1, help="length buckets (1: none; batches padded to --max-len)")
     return cli.run(p, _fit, argv)
 
 
-# (flag, valid when, what it must be): said before any data loads, not as a traceback minutes in
-_RULES = [("batch", lambda v: v >= 1, "at least 1"), ("max_steps", lambda v: v >= 1, "at least 1"),
-          ("minutes", lambda v: v > 0, "above 0"), ("lr", lambda v: v > 0, "above 0"),
-          ("lr_final", lambda v: v is None or v >= 0, "0 or more"), ("pen_weight", lambda v: v >= 0, "0 or more"),
-          ("warmup", lambda v: v >= 0, "0 or more"), ("ema", lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
-          ("max_len", lambda v: v >= 8, "at least 8"), ("d_model", lambda v: v >= 8, "at least 8"),
-          ("layers", lambda v: v >= 1, "at least 1"), ("heads", lambda v: v >= 1, "at least 1"),
-          ("eval_every", lambda v: v >= 1, "at least 1"), ("permute", lambda v: 0 <= v <= 1, "from 0 to 1"),
-          ("reverse", lambda v: 0 <= v <= 1, "from 0 to 1"), ("buckets", lambda v: v >= 1, "at least 1")]
-
-
 def check_args(args: argparse.Namespace) -> None:
-    for name, ok, want in _RULES:
-        value = getattr(args, name)
-        if not ok(value):
-            raise BadInputError(f"--{name.replace('_', '-')} must be {want}, not {value}.")
+    """What the argparse types (each flag's own range) cannot see: flags that must agree."""
     if args.d_model % args.heads:
         raise BadInputError(f"--d-model ({args.d_model}) must be a multiple of --heads ({args.heads}).")
 
