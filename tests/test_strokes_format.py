@@ -84,6 +84,9 @@ def test_corrupt_and_wrong_keyed_npz(tmp_path, square):
     fmt.save_npz(tmp_path / "ok.npz", [square], split="valid")
     with pytest.raises(BadInputError, match="no 'train' array.*valid"):
         fmt.load_npz(tmp_path / "ok.npz", "train")
+    np.savez(tmp_path / "scalar.npz", train=np.float32(3))  # was a TypeError (iterating a 0-d array)
+    with pytest.raises(BadInputError, match="holds one value"):
+        fmt.load_npz(tmp_path / "scalar.npz")
 
 
 class _Evil:

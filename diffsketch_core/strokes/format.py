@@ -247,13 +247,9 @@ def load_npz(path: str | Path, split: str = "train") -> list[np.ndarray]:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise BadInputError(f"{path.name} is not a readable sketch-rnn .npz file ({exc}).") from None
-    sketches = []
-    for i, s in enumerate(arr):
-        try:
-            sketches.append(validate_stroke3(s, what=f"sketch {i} of {path.name}"))
-        except BadInputError:
-            raise
-    return sketches
+    if arr.ndim == 0:  # a single number: nothing to iterate over
+        raise BadInputError(f"{path.name}'s '{split}' array holds one value, not a list of sketches.")
+    return [validate_stroke3(s, what=f"sketch {i} of {path.name}") for i, s in enumerate(arr)]
 
 
 def save_npz(path: str | Path, sketches: list[np.ndarray], split: str = "train") -> None:
