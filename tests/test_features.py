@@ -1,5 +1,4 @@
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
 from diffsketch_core.diffusion.backbone import _unet_config

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffsketch_core.strokes.classifier import SketchClassifier
-from diffsketch_core.strokes.diffusion import StrokeDiffusion, uniform_timesteps
+from diffsketch_core.strokes.diffusion import uniform_timesteps
 from diffsketch_core.strokes.generate import generate
 from diffsketch_core.strokes.recognizability import (RecognizabilityNet, Trajectories, fit, record_trajectories,
                                                      schedule_from_curve, skip_sample)

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 
 from diffsketch_core.errors import BadInputError
-from diffsketch_core.strokes.format import DRAW, LIFT, polylines_to_stroke3, stroke3_to_polylines
-from diffsketch_core.strokes.raster import fit_transform, render
+from diffsketch_core.strokes.format import DRAW, polylines_to_stroke3, stroke3_to_polylines
+from diffsketch_core.strokes.raster import render
 from diffsketch_core.strokes.rectify import AUTO_STRENGTH, Perceptual, heal, heal_many, polylines_to_sketch, rectify, rectify_many
 from diffsketch_core.strokes.soft_raster import soft_render
 from diffsketch_core.strokes.vectorize import vectorize

@@ -1,5 +1,4 @@
 import json
-import pickle
 import xml.etree.ElementTree as ET
 
 import numpy as np
