@@ -59,7 +59,8 @@ def test_every_command_runs_as_a_module():
     ("diffsketch_core.strokes.fit_recognizability", ["--every", "0"], "--every: must be at least 1"),
     ("diffsketch_core.strokes.fit_recognizability", ["--batches", "0"], "--batches: must be at least 1"),
     ("diffsketch_core.diffusion.timesteps", ["--out", "o", "--batch", "0"], "--batch: must be at least 1"),
-    ("diffsketch_core.picture.finetune", ["--pair", "a", "b", "--out", "o", "--lpips", "-2"], "--lpips: must be 0 or more"),
+    ("diffsketch_core.picture.finetune", ["--pair", "a", "b", "--out", "o", "--lpips", "-2"],
+     "--lpips: must be 0 or more"),
     ("diffsketch_core.strokes.train", ["--lr", "nan"], "--lr: must be above 0, got nan"),
 ])
 def test_numbers_out_of_range_are_usage_errors(name, flags, said, capsys):

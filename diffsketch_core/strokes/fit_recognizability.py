@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
     p.add_argument("--out", default=str(DEFAULT_RECOGNIZABILITY))
-    p.add_argument("--batches", type=cli.at_least(1), default=8, help="trajectory batches (each: one sketch per class x per-class)")
+    p.add_argument("--batches", type=cli.at_least(1), default=8,
+                   help="trajectory batches (each: one sketch per class x per-class)")
     p.add_argument("--per-class", type=cli.at_least(1), default=2)
     p.add_argument("--every", type=cli.at_least(1), default=10)
     p.add_argument("--schedule-steps", type=cli.at_least(1), default=6, help="length of the precomputed schedule")

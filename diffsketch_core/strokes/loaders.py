@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-
 from ..checkpoints import load_saved
 from ..errors import BadInputError
 from .classifier import SketchClassifier, load_classifier

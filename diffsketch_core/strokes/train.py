@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import cli
-from ..errors import BadInputError
 from ..checkpoints import save_fp16
+from ..errors import BadInputError
 from .data import load_split
 from .diffusion import PEN_LOSS_WEIGHT, StrokeDiffusion, uniform_timesteps
 from .format import (END, batch_fixed, fit_length, from_fixed, offset_scale, polylines_to_stroke3, stroke3_to_polylines,
@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=cli.at_least(1), default=10**9)
     p.add_argument("--batch", type=cli.at_least(1), default=32)
     p.add_argument("--lr", type=cli.positive, default=1e-3)
-    p.add_argument("--lr-final", type=cli.non_negative, default=None, help="cosine-decay to this over the run (default: constant)")
+    p.add_argument("--lr-final", type=cli.non_negative, default=None,
+                   help="cosine-decay to this over the run (default: constant)")
     p.add_argument("--pen-weight", type=cli.non_negative, default=PEN_LOSS_WEIGHT,
                    help="weight of the pen cross-entropy next to the noise MSE")
     p.add_argument("--pen-channel", action=argparse.BooleanOptionalAction, default=True,
@@ -307,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--permute", type=cli.fraction, default=0.0, help="probability of a random stroke order per sketch")
     p.add_argument("--reverse", type=cli.fraction, default=0.0, help="probability of reversing each stroke")
-    p.add_argument("--buckets", type=cli.at_least(1), default=1, help="length buckets (1: none; batches padded to --max-len)")
+    p.add_argument("--buckets", type=cli.at_least(1), default=1,
+                   help="length buckets (1: none; batches padded to --max-len)")
     return cli.run(p, _fit, argv)
 
 
