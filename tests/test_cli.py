@@ -67,3 +67,11 @@ def test_numbers_out_of_range_are_usage_errors(name, flags, said, capsys):
     """Each number's range is its argparse type: said before anything loads (these were tracebacks)."""
     assert _main(name)(flags) == 2
     assert said in capsys.readouterr().err
+
+
+def test_photo_to_sketch_says_a_wrong_style_folder_before_loading_sd(tmp_path, capsys, monkeypatch):
+    from diffsketch_core.style import photo2sketch
+
+    monkeypatch.setenv("DIFFSKETCH_SD_MODEL", str(tmp_path / "no-sd-here"))
+    assert photo2sketch.main(["--style", str(tmp_path / "nope"), "p.png", str(tmp_path / "out")]) == 2
+    assert "is not a DiffSketch style" in capsys.readouterr().err
