@@ -26,7 +26,7 @@ def save_fp16(model: ModelMixin, out: str | Path) -> None:
 
 
 def load_saved(cls: type[ModelMixin], path: str | Path, what: str, hint: str = "") -> ModelMixin:
-    """`cls` from a save_pretrained folder, in fp32, or a DiffSketchError that says `path` is not a `what` checkpoint
+    """`cls` from a save_pretrained folder, in fp32, or a BadInputError that says `path` is not a `what` checkpoint
     (and `hint`). diffusers loads any config.json into any class with a warning, so the class is checked first:
     a classifier's folder given as the stroke model must be refused, not half-loaded. Safetensors only: a pickled
     .bin beside the config is never read."""

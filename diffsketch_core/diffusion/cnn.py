@@ -176,6 +176,14 @@ def _pretrained_state(source: str) -> tuple[dict[str, torch.Tensor], str]:
     return model.features.state_dict(), "torchvision:IMAGENET1K_V1"
 
 
+def source_for(fingerprint: dict) -> str:
+    """The `load_cnn_backbone` source that rebuilds the backbone a style's fingerprint names (its `padding` goes
+    with it); a fingerprint of another backbone gets VGG16 here and is refused by the style's compatibility check."""
+    if fingerprint.get("arch") == TINY_CNN:
+        return TINY_CNN
+    return VGG16_RANDOM if fingerprint.get("weights") == "random" else VGG16
+
+
 def load_cnn_backbone(source: str | None = None, device: str | torch.device | None = None,
                       work_side: int = DEFAULT_WORK_SIDE, seed: int = 0, padding: str = "reflect") -> CNNBackbone:
     """`padding`: "reflect" (what styles are trained on since CPU style version 2) or "zeros" (torchvision's)."""

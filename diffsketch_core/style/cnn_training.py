@@ -261,7 +261,8 @@ class CNNOneShotTrainer:
 
 def cnn_trainer(backbone: CNNBackbone, photo: ImageLike, sketch: ImageLike, config: CNNTrainConfig | None = None,
                 runs: int = 1, **kwargs) -> CNNOneShotTrainer | SoupTrainer:
-    """One fine-tune (runs == 1), or the weight average of `runs` of them (style/soup.py), seeds config.seed, + 1, ..."""
+    """One fine-tune (runs == 1), or the weight average of `runs` of them (style/soup.py), seeds config.seed,
+    config.seed + 1, ..."""
     config = config or CNNTrainConfig()
     if runs == 1:
         return CNNOneShotTrainer(backbone, photo, sketch, config, **kwargs)

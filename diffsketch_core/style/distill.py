@@ -111,14 +111,12 @@ def style_teacher(style_folder: str | Path) -> Teacher:
 
     style = load_style(style_folder)
     if style.kind == "cnn":
-        from ..diffusion.cnn import TINY_CNN, VGG16, VGG16_RANDOM, load_cnn_backbone
+        from ..diffusion.cnn import load_cnn_backbone, source_for
         from .cnn_photo2sketch import CNNPhotoToSketch
 
         named = dict(style.generator.config.backbone or {})
-        vgg = VGG16_RANDOM if named.get("weights") == "random" else VGG16
         padding = named.get("padding") if named.get("padding") in ("reflect", "zeros") else "reflect"
-        # a folder that names another backbone than these is refused by attach(), with what it names
-        backbone = load_cnn_backbone(TINY_CNN if named.get("arch") == TINY_CNN else vgg, padding=padding)
+        backbone = load_cnn_backbone(source_for(named), padding=padding)
         return sketcher_teacher(CNNPhotoToSketch(attach(style, backbone), backbone))
     from ..diffusion.backbone import load_backbone
     from .photo2sketch import PhotoToSketch

@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from ..diffusion.backbone import Backbone
 from ..checkpoints import load_saved
+from ..diffusion.backbone import Backbone
 from ..errors import BadInputError
 from .cnn_generator import CNNSketchGenerator
 from .generator import SketchGenerator
