@@ -22,7 +22,7 @@ from diffsketch_core.extractors.student import SketchStudent, load_student, n_pa
 from diffsketch_core.extractors.xdog import edges as xdog_edges
 from diffsketch_core.style import distill
 from diffsketch_core.style.student import attach_student, check_student_folder, style_student
-from diffsketch_core.style.widen import widen
+from diffsketch_core.style.grow import deepen, widen
 
 TINY = dict(widths=(8, 16), blocks=(0, 1), head=8)
 
@@ -269,9 +269,16 @@ def test_init_from_warm_starts_a_new_run_from_an_export(photo_folder, tmp_path, 
     assert run3["config"]["widths"] == [12, 24] and run3["history"][0]["loss"] < 0.8 * run1["history"][0]["loss"]
     rec = json.loads((tmp_path / "wide" / "training.json").read_text())
     assert rec["warm_start"]["widened_to"] == [12, 24] and load_student(tmp_path / "wide").config.widths == [12, 24]
+    # --blocks with --init-from deepens it the same way
+    assert distill.main([*common, "--init-from", str(first), "--blocks", "1,2", "--steps", "3", "--run-dir",
+                         str(tmp_path / "run4"), "--out", str(tmp_path / "deep")]) == 0
+    run4 = json.loads((tmp_path / "run4" / "state.json").read_text())
+    assert run4["config"]["blocks"] == [1, 2] and run4["history"][0]["loss"] < 0.8 * run1["history"][0]["loss"]
+    rec = json.loads((tmp_path / "deep" / "training.json").read_text())
+    assert rec["warm_start"]["deepened_to"] == [1, 2] and load_student(tmp_path / "deep").config.blocks == [1, 2]
     capsys.readouterr()
-    assert distill.main([*common, "--init-from", str(first), "--blocks", "0,2", "--run-dir", str(tmp_path / "r")]) == 2
-    assert "drop --blocks" in capsys.readouterr().err
+    assert distill.main([*common, "--init-from", str(first), "--blocks", "0,0", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "each at least the old one" in capsys.readouterr().err
     assert distill.main([*common, "--init-from", str(first), "--widths", "4,16", "--run-dir", str(tmp_path / "r")]) == 2
     assert "at least the old one" in capsys.readouterr().err
     assert distill.main([*common, "--init-from", str(photo_folder), "--run-dir", str(tmp_path / "r")]) == 2
@@ -293,6 +300,23 @@ def test_widening_keeps_the_function_and_gives_the_copies_their_own_gradients():
     assert all(not torch.allclose(grad[j], grad[o]) for j, o in copies)  # so a copy drifts from its original
     with pytest.raises(BadInputError, match="at least the old one"):
         widen(narrow, (4, 16, 40))
+
+
+def test_deepening_keeps_the_function_and_trains_the_new_blocks():
+    torch.manual_seed(0)
+    shallow = SketchStudent(widths=(8, 16, 24), blocks=(0, 1, 2), head=8)
+    for p in shallow.parameters():  # residual branches start at zero: make every layer count
+        p.data.normal_(0, 0.2)
+    deep = deepen(shallow, (1, 1, 4))
+    x = torch.rand(2, 3, 40, 56)
+    assert deep.config.blocks == (1, 1, 4) and n_params(deep) > n_params(shallow)
+    torch.testing.assert_close(deep(x), shallow(x), atol=0, rtol=0)  # the new blocks pass their input through
+    (deep(x) - 0.5).square().mean().backward()
+    assert deep.stages[2][3].conv2.weight.grad.abs().sum() > 0  # so they start learning at once
+    with pytest.raises(BadInputError, match="at least the old one"):
+        deepen(shallow, (0, 1, 1))
+    with pytest.raises(BadInputError, match="one block count per level"):
+        deepen(shallow, (0, 1))
 
 
 @pytest.mark.skipif(fast.needs() is not None, reason="shipped student not present")

@@ -19,7 +19,8 @@ CLI (one process, or e.g. `accelerate launch --num_processes 8 -m diffsketch_cor
         --sizes native,512x512 --steps 2000 --crop 256 --batch 8 --out checkpoints/student_hed
 
 `--init-from checkpoints/student_hed` warm-starts a new run from a saved student (its weights and architecture,
-a fresh optimiser and LR schedule), so a longer distillation continues from the shipped weights.
+a fresh optimiser and LR schedule), so a longer distillation continues from the shipped weights; with `--widths`
+or `--blocks` it is first grown to that size, still computing what it did (style/grow.py).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError, check_settings
 from ..images import load_image
 from ..extractors.student import SketchStudent, load_student
-from .widen import check_widths, widen
+from .grow import check_blocks, check_widths, deepen, widen
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 Teacher = Callable[[Image.Image], np.ndarray]  # RGB photo -> ink (H, W) float 0..1, 1 = line
@@ -289,7 +290,8 @@ class TrainConfig:
     head: int = 16
     minutes: float = 0.0    # > 0: after a short calibration, cut `steps` to what fits in this wall-clock budget
     init_from: str | None = None  # a saved student folder: a new run starts from its weights and architecture
-    widen_to: tuple[int, ...] | None = None  # with init_from: widen it to these widths first (style/widen.py)
+    widen_to: tuple[int, ...] | None = None  # with init_from: widen it to these widths first (style/grow.py)
+    deepen_to: tuple[int, ...] | None = None  # with init_from: then give its levels these many blocks (grow.py)
 
     def __post_init__(self):
         check_settings("Distillation settings", [
@@ -302,7 +304,7 @@ class TrainConfig:
             (self.save_every >= 1, f"save-every must be at least 1, not {self.save_every}"),
             (len(self.widths) == len(self.blocks) >= 1,
              f"widths {self.widths} and blocks {self.blocks} must have the same, non-zero length"),
-            (min(self.widths + (self.widen_to or (1,))) >= 1 and min(self.blocks) >= 0,
+            (min(self.widths + (self.widen_to or (1,))) >= 1 and min(self.blocks + (self.deepen_to or ())) >= 0,
              "widths must be at least 1 and blocks at least 0")])
 
 
@@ -502,6 +504,8 @@ def initial_student(run: Path, cfg: TrainConfig) -> tuple[SketchStudent, TrainCo
         model = load_student(cfg.init_from)
         if cfg.widen_to:
             model = widen(model, cfg.widen_to, cfg.seed)
+        if cfg.deepen_to:
+            model = deepen(model, cfg.deepen_to)
         model = model.train().requires_grad_(True)
         c = model.config
         return model, replace(cfg, widths=tuple(int(w) for w in c.widths), blocks=tuple(int(b) for b in c.blocks),
@@ -590,7 +594,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--widths", default=None, help="channels per level (default 16,32,64,128); with --init-from: widen "
                                                   "the saved student to these, keeping what it computes (Net2Wider)")
-    p.add_argument("--blocks", default=None, help="residual blocks per level (default 0,1,2,3)")
+    p.add_argument("--blocks", default=None, help="residual blocks per level (default 0,1,2,3); with --init-from: "
+                                                  "add blocks that start as the identity, keeping what it computes")
     p.add_argument("--init-from", default=None,
                    help="warm-start a new run from a saved student (e.g. checkpoints/student_hed): its weights and "
                         "architecture, a fresh LR schedule; ignored when --run-dir already holds a run")
@@ -645,12 +650,14 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
+    grow = bool(args.init_from)  # then the architecture is the saved student's, grown to --widths / --blocks
     return TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
                        lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed,
-                       save_every=args.save_every,  # with --init-from the saved student's levels, widened to --widths
-                       widths=_levels(args.widths if args.widths and not args.init_from else "16,32,64,128"),
-                       blocks=_levels(args.blocks or "0,1,2,3"), init_from=args.init_from,
-                       widen_to=_levels(args.widths) if args.init_from and args.widths else None)
+                       save_every=args.save_every, init_from=args.init_from,
+                       widths=_levels(args.widths if args.widths and not grow else "16,32,64,128"),
+                       blocks=_levels(args.blocks if args.blocks and not grow else "0,1,2,3"),
+                       widen_to=_levels(args.widths) if grow and args.widths else None,
+                       deepen_to=_levels(args.blocks) if grow and args.blocks else None)
 
 
 def _warm_start_record(args: argparse.Namespace) -> dict | None:
@@ -658,15 +665,14 @@ def _warm_start_record(args: argparse.Namespace) -> dict | None:
     checking that it loads; None without --init-from."""
     if not args.init_from:
         return None
-    if args.blocks:
-        raise BadInputError("--init-from takes the depth of the saved student; drop --blocks.")
     saved = load_student(args.init_from)  # a folder that is not a student is refused here, not after the cache stage
     widths = check_widths(saved, _levels(args.widths)) if args.widths else None  # refused here too, before the cache
+    blocks = check_blocks(saved, _levels(args.blocks)) if args.blocks else None
     rec = Path(args.init_from) / "training.json"
     before = json.loads(rec.read_text()) if rec.is_file() else {}
     return {"from": str(args.init_from), "steps": before.get("steps"), "train_seconds": before.get("train_seconds"),
             "warm_start": before.get("warm_start"),
-            **({"widened_to": list(widths)} if widths else {})}
+            **({"widened_to": list(widths)} if widths else {}), **({"deepened_to": list(blocks)} if blocks else {})}
 
 
 def _levels(text: str) -> tuple[int, ...]:

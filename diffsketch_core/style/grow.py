@@ -1,8 +1,12 @@
-"""Function-preserving widening of a sketch student (Net2WiderNet, Chen et al. 2016), so a wider student starts
-from a trained one instead of from scratch: distilling HED took hours of CPU, and a wider network trained from
-zero would have to repeat them before it could pass the narrow one.
+"""Function-preserving growth of a sketch student, so a larger student starts from a trained one instead of from
+scratch: distilling HED took hours of CPU, and a larger network trained from zero would have to repeat them before
+it could pass the small one.
 
-Each level of the student keeps one channel map: its first `old` channels are the trained ones and every new
+`deepen`: more residual blocks per level. A new block is appended at the end of its level with its second conv
+at zero (as every fresh _Residual starts), so it passes its input through: relu(x + 0) = x, since a level's
+stream is already the output of a ReLU.
+
+`widen` (Net2WiderNet, Chen et al. 2016): more channels per level. Each level of the student keeps one channel map: its first `old` channels are the trained ones and every new
 channel copies a randomly chosen trained channel of the same level (the same map for the level's residual stream,
 its blocks, its lateral and its decoder mix, so additions line up). A layer reading a copied channel splits the
 original input weight between the copies with random positive fractions that sum to one: the widened network
@@ -76,3 +80,24 @@ def widen(model: SketchStudent, widths: tuple[int, ...], seed: int = 0) -> Sketc
     wide.head1 = _widen_conv(model.head1, head_in, head)
     wide.head2.load_state_dict(model.head2.state_dict())
     return wide
+
+
+def check_blocks(model: SketchStudent, blocks: tuple[int, ...]) -> tuple[int, ...]:
+    """`blocks` as ints when `model` can be deepened to them (one count per level, each at least the old one)."""
+    old = tuple(model.config.blocks)
+    blocks = tuple(int(b) for b in blocks)
+    if len(blocks) != len(old) or any(b < o for b, o in zip(blocks, old)):
+        raise BadInputError(f"Deepening needs one block count per level, each at least the old one: {old} -> {blocks}.")
+    return blocks
+
+
+def deepen(model: SketchStudent, blocks: tuple[int, ...]) -> SketchStudent:
+    """A student with `blocks` residual blocks per level computing the same function as `model` (same widths and
+    head; the trained blocks first in each level, then new ones that start as the identity)."""
+    blocks = check_blocks(model, blocks)
+    cfg = model.config
+    deep = SketchStudent(widths=tuple(cfg.widths), blocks=blocks, head=cfg.head, in_channels=cfg.in_channels,
+                         out_channels=cfg.out_channels)
+    keys = deep.load_state_dict(model.state_dict(), strict=False)
+    assert not keys.unexpected_keys, keys.unexpected_keys  # every trained weight has its place
+    return deep
