@@ -45,13 +45,16 @@ def _widen_conv(conv: nn.Conv2d, into: tuple[torch.Tensor, torch.Tensor], out: t
     return new
 
 
+def _grown(old: tuple[int, ...], new: tuple[int, ...], what: str) -> tuple[int, ...]:
+    new = tuple(int(v) for v in new)
+    if len(new) != len(old) or any(n < o for n, o in zip(new, old)):
+        raise BadInputError(f"{what} per level, each at least the old one: {old} -> {new}.")
+    return new
+
+
 def check_widths(model: SketchStudent, widths: tuple[int, ...]) -> tuple[int, ...]:
     """`widths` as ints when `model` can be widened to them (one per level, each at least the old one)."""
-    old = tuple(model.config.widths)
-    widths = tuple(int(w) for w in widths)
-    if len(widths) != len(old) or any(w < o for w, o in zip(widths, old)):
-        raise BadInputError(f"Widening needs one width per level, each at least the old one: {old} -> {widths}.")
-    return widths
+    return _grown(tuple(model.config.widths), widths, "Widening needs one width")
 
 
 def widen(model: SketchStudent, widths: tuple[int, ...], seed: int = 0) -> SketchStudent:
@@ -84,11 +87,7 @@ def widen(model: SketchStudent, widths: tuple[int, ...], seed: int = 0) -> Sketc
 
 def check_blocks(model: SketchStudent, blocks: tuple[int, ...]) -> tuple[int, ...]:
     """`blocks` as ints when `model` can be deepened to them (one count per level, each at least the old one)."""
-    old = tuple(model.config.blocks)
-    blocks = tuple(int(b) for b in blocks)
-    if len(blocks) != len(old) or any(b < o for b, o in zip(blocks, old)):
-        raise BadInputError(f"Deepening needs one block count per level, each at least the old one: {old} -> {blocks}.")
-    return blocks
+    return _grown(tuple(model.config.blocks), blocks, "Deepening needs one block count")
 
 
 def deepen(model: SketchStudent, blocks: tuple[int, ...]) -> SketchStudent:
