@@ -6,12 +6,12 @@ it could pass the small one.
 at zero (as every fresh _Residual starts), so it passes its input through: relu(x + 0) = x, since a level's
 stream is already the output of a ReLU.
 
-`widen` (Net2WiderNet, Chen et al. 2016): more channels per level. Each level of the student keeps one channel map: its first `old` channels are the trained ones and every new
-channel copies a randomly chosen trained channel of the same level (the same map for the level's residual stream,
-its blocks, its lateral and its decoder mix, so additions line up). A layer reading a copied channel splits the
-original input weight between the copies with random positive fractions that sum to one: the widened network
-computes exactly what the trained one did, and the copies get different gradients, so they drift apart in
-training instead of staying twins.
+`widen` (Net2WiderNet, Chen et al. 2016): more channels per level. Each level of the student keeps one channel
+map: its first `old` channels are the trained ones and every new channel copies a randomly chosen trained channel
+of the same level (the same map for the level's residual stream, its blocks, its lateral and its decoder mix, so
+additions line up). A layer reading a copied channel splits the original input weight between the copies with
+random positive fractions that sum to one: the widened network computes exactly what the trained one did, and the
+copies get different gradients, so they drift apart in training instead of staying twins.
 """
 
 from __future__ import annotations
