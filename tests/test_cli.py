@@ -11,7 +11,7 @@ from conftest import ROOT
 COMMANDS = ["diffsketch_core.extractors", "diffsketch_core.style.training", "diffsketch_core.style.photo2sketch",
             "diffsketch_core.diffusion.timesteps", "diffsketch_core.strokes.classifier", "diffsketch_core.strokes.train",
             "diffsketch_core.strokes.fit_recognizability", "diffsketch_core.style.cnn_training",
-            "diffsketch_core.style.cnn_photo2sketch", "diffsketch_core.style.distill",
+            "diffsketch_core.style.cnn_photo2sketch", "diffsketch_core.style.distill", "diffsketch_core.style.views",
             "diffsketch_core.picture.sketch2image", "diffsketch_core.picture.finetune"]
 
 

@@ -20,7 +20,7 @@ from diffsketch_core.extractors import extract_sketch, needs, ready_methods
 from diffsketch_core.extractors import student as fast
 from diffsketch_core.extractors.student import SketchStudent, load_student, n_params
 from diffsketch_core.extractors.xdog import edges as xdog_edges
-from diffsketch_core.style import distill
+from diffsketch_core.style import distill, views
 from diffsketch_core.style.student import attach_student, check_student_folder, style_student
 from diffsketch_core.style.grow import deepen, widen
 
@@ -135,6 +135,40 @@ def test_cache_skips_a_failing_photo_and_resumes(photo_folder, tmp_path):
     assert len(keys) == 4 and sum(k.endswith("32x24") for k in keys) == 2
     ink = np.asarray(Image.open(tmp_path / "cache" / f"{keys[0]}.ink.png"))
     assert ink.max() > 100  # the teacher's lines, stored as ink
+
+
+def test_views_are_seeded_by_name_and_cached_beside_the_photos(photo_folder, tmp_path, capsys):
+    out = tmp_path / "views"
+    assert views.main([str(photo_folder), str(out), "--side", "32"]) == 0
+    assert "wrote 6 views" in capsys.readouterr().out
+    made = sorted(p.name for p in out.iterdir())
+    assert made == [f"p{i}-{k}.png" for i in range(3) for k in ("turn", "zoom")]
+    assert all(Image.open(out / m).size == (32, 32) for m in made)
+    again = views.views(Image.open(photo_folder / "p0.png").convert("RGB"), "p0.png", 32)
+    assert np.array_equal(np.asarray(again["zoom"]), np.asarray(Image.open(out / "p0-zoom.png")))  # same name, same view
+    other = views.views(Image.open(photo_folder / "p0.png").convert("RGB"), "p9.png", 32)
+    assert not np.array_equal(np.asarray(other["zoom"]), np.asarray(again["zoom"]))
+    cache = tmp_path / "cache"
+    distill.build_cache(distill.scan_photos(photo_folder).photos, xdog_edges, cache)
+    distill.build_cache(distill.scan_photos(out).photos, xdog_edges, cache)
+    assert len(distill.cached_pairs(cache)) == 3 + 6  # training takes every pair in the cache
+
+
+def test_a_turned_view_is_a_quarter_turn():
+    img = Image.new("RGB", (60, 40), "white")
+    ImageDraw.Draw(img).rectangle([0, 0, 59, 5], fill="black")  # a bar along the top
+    turn = np.asarray(views.views(img, "bar.png", 48)["turn"].convert("L"), dtype=float)
+    left, right, top = turn[:, :4].mean(), turn[:, -4:].mean(), turn[:4, 8:-8].mean()
+    assert min(left, right) < 80 < top  # the bar now runs down one side
+
+
+def test_views_cli_refuses_a_folder_inside_the_photos(photo_folder, tmp_path, capsys):
+    assert views.main([str(photo_folder), str(photo_folder / "v")]) == 2
+    assert "outside the photo folder" in capsys.readouterr().err and not (photo_folder / "v").exists()
+    empty = tmp_path / "e"
+    empty.mkdir()
+    assert views.main([str(empty), str(tmp_path / "v")]) == 2
+    assert "error: No usable photos" in capsys.readouterr().err
 
 
 def test_a_few_steps_lower_the_loss_and_resume_is_exact(photo_folder, tmp_path):

@@ -6,7 +6,8 @@ Two stages, both resumable and both runnable under HF Accelerate (one process or
    teacher once; photo and teacher sketch are written as PNGs into the cache folder. Work is split by index
    (process r of n takes jobs r, r + n, ...), so n processes write exactly the pairs one process would, each
    once. A photo the teacher fails on is recorded as failed (and skipped), the rest go on; a rerun skips what
-   is already there.
+   is already there. Training takes every pair in the cache, so pairs of other photos can join it
+   (views.py makes zoomed and turned views of the same photos for that).
 2. train: random crops (with flips) of the cached pairs, L1 + LPIPS(alex) (+ an optional edge-weighted L1) between
    the student's sketch and the teacher's. The global batch of step s is a pure function of (seed, s), and
    process r takes its slots r, r + n, ...: no duplicated samples, and a resumed run sees the batches it would
