@@ -651,14 +651,12 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    grow = bool(args.init_from)  # then the architecture is the saved student's, grown to --widths / --blocks
+    # with --init-from the architecture is the saved student's, grown to --widths / --blocks; otherwise they set it
+    levels = {k: _levels(v) for k, v in (("widths", args.widths), ("blocks", args.blocks)) if v}
+    shape = {"widen_to": levels.get("widths"), "deepen_to": levels.get("blocks")} if args.init_from else levels
     return TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, lpips=args.lpips,
                        lpips_samples=args.lpips_samples, minutes=args.minutes, edge=args.edge, seed=args.seed,
-                       save_every=args.save_every, init_from=args.init_from,
-                       widths=_levels(args.widths if args.widths and not grow else "16,32,64,128"),
-                       blocks=_levels(args.blocks if args.blocks and not grow else "0,1,2,3"),
-                       widen_to=_levels(args.widths) if grow and args.widths else None,
-                       deepen_to=_levels(args.blocks) if grow and args.blocks else None)
+                       save_every=args.save_every, init_from=args.init_from, **shape)
 
 
 def _warm_start_record(args: argparse.Namespace) -> dict | None:
