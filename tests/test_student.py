@@ -140,7 +140,8 @@ def test_cache_skips_a_failing_photo_and_resumes(photo_folder, tmp_path):
 def test_views_are_seeded_by_name_and_cached_beside_the_photos(photo_folder, tmp_path, capsys):
     out = tmp_path / "views"
     assert views.main([str(photo_folder), str(out), "--side", "32"]) == 0
-    assert "wrote 6 views" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "wrote 6 views" in said.out and "2 files skipped: " in said.err and "broken.jpg" in said.err
     made = sorted(p.name for p in out.iterdir())
     assert made == [f"p{i}-{k}.png" for i in range(3) for k in ("turn", "zoom")]
     assert all(Image.open(out / m).size == (32, 32) for m in made)

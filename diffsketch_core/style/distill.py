@@ -67,6 +67,10 @@ class PhotoFolder:
     photos: list[Path]
     skipped: list[str] = field(default_factory=list)  # "name: why" for each file that is not a usable image
 
+    def skipped_note(self) -> str:
+        """'N files skipped: name: why; ...' (the first five), for a command's note."""
+        return f"{len(self.skipped)} files skipped: " + "; ".join(self.skipped[:5])
+
 
 def scan_photos(folder: str | Path, check: bool = True) -> PhotoFolder:
     """The images in `folder` (recursively, sorted), each opened once when `check` so corrupt files are
@@ -612,7 +616,7 @@ def _main(args: argparse.Namespace) -> int:
     cfg = _train_config(args) if args.run else None
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if acc.is_main_process and found.skipped:
-        cli.note(f"{len(found.skipped)} files skipped: " + "; ".join(found.skipped[:5]))
+        cli.note(found.skipped_note())
     teacher = make_teacher(args.teacher)
     total = len(found.photos) * len(sizes)
 

@@ -25,10 +25,7 @@ from PIL import Image, ImageEnhance
 from .. import cli
 from ..errors import BadInputError
 from ..images import load_image
-from .distill import scan_photos
-
-KINDS = ("zoom", "turn")
-
+from .distill import PhotoFolder, scan_photos
 
 def photo_rng(name: str) -> random.Random:
     return random.Random(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
@@ -53,9 +50,9 @@ def views(img: Image.Image, name: str, side: int = 512) -> dict[str, Image.Image
     return {"zoom": zoom, "turn": turn}
 
 
-def write_views(photos: str | Path, out: str | Path, side: int = 512) -> tuple[int, list[str]]:
+def write_views(photos: str | Path, out: str | Path, side: int = 512) -> tuple[int, PhotoFolder]:
     """Views of every usable photo under `photos` into `out` (same subfolders, `<stem>-zoom.png` and
-    `<stem>-turn.png`); returns (views written, "name: why" of the files skipped)."""
+    `<stem>-turn.png`); returns (views written, the folder's photos and skipped files)."""
     root, out = Path(photos), Path(out)
     found = scan_photos(root)
     written = 0
@@ -65,16 +62,16 @@ def write_views(photos: str | Path, out: str | Path, side: int = 512) -> tuple[i
         for kind, img in views(load_image(path).image, path.name, side).items():
             img.save(dest / f"{path.stem}-{kind}.png")
             written += 1
-    return written, found.skipped
+    return written, found
 
 
 def _main(args: argparse.Namespace) -> int:
     root, out = Path(args.photos).resolve(), Path(args.out).resolve()
     if out == root or root in out.parents:
         raise BadInputError("The views folder must be outside the photo folder (or the next run makes views of views).")
-    written, skipped = write_views(args.photos, args.out, args.side)
-    if skipped:
-        cli.note(f"{len(skipped)} files skipped: " + "; ".join(skipped[:5]))
+    written, found = write_views(args.photos, args.out, args.side)
+    if found.skipped:
+        cli.note(found.skipped_note())
     print(f"wrote {written} views into {args.out}", flush=True)
     return 0
 
