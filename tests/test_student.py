@@ -150,10 +150,17 @@ def test_views_are_seeded_by_name_and_cached_beside_the_photos(photo_folder, tmp
     assert np.array_equal(np.asarray(again["zoom"]), np.asarray(Image.open(out / "p0-zoom.png")))
     other = views.views(Image.open(photo_folder / "p0.png").convert("RGB"), "p9.png", 32)
     assert not np.array_equal(np.asarray(other["zoom"]), np.asarray(again["zoom"]))
+    # a second draw adds new views beside the first, which stay as they were
+    first = (out / "p0-zoom.png").read_bytes()
+    assert views.main([str(photo_folder), str(out), "--side", "32", "--draw", "1"]) == 0
+    made = sorted(p.name for p in out.iterdir())
+    assert made == sorted([f"p{i}-{k}{d}.png" for i in range(3) for k in ("turn", "zoom") for d in ("", "1")])
+    assert (out / "p0-zoom.png").read_bytes() == first
+    assert not np.array_equal(np.asarray(Image.open(out / "p0-zoom1.png")), np.asarray(again["zoom"]))
     cache = tmp_path / "cache"
     distill.build_cache(distill.scan_photos(photo_folder).photos, xdog_edges, cache)
     distill.build_cache(distill.scan_photos(out).photos, xdog_edges, cache)
-    assert len(distill.cached_pairs(cache)) == 3 + 6  # training takes every pair in the cache
+    assert len(distill.cached_pairs(cache)) == 3 + 12  # training takes every pair in the cache
 
 
 def test_a_turned_view_is_a_quarter_turn():
