@@ -36,8 +36,8 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Sketch -> Picture", id="picture"):
                 picture_tab = picture.build(backbone)
         picture.handover(tabs, picture_tab, rectify_parts, strokes_parts)
-        load.click(backbone_panel.load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner]
-                   ).then(common.banner, [backbone], [picture_tab.banner]
+        load.click(backbone_panel.load_backbone_ui, [source, demo_box], [backbone, status, style_banner, photo_banner],
+                   show_progress_on=status).then(common.banner, [backbone], [picture_tab.banner]
                    ).then(style.iterations_for, [backbone], [iterations])
         # demo mode trains in seconds: start the slider where a try-out makes sense
         demo_box.change(lambda d, s: style.iterations_for(backbone_panel.chosen(s, d)), [demo_box, source], [iterations])

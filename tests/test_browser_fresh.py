@@ -89,6 +89,7 @@ def test_every_tab_first_click_works_or_names_the_setting(fresh_page):
     page.get_by_role("tab", name="Sketch -> Picture").click()
     page.get_by_role("button", name="Generate", exact=True).click()
     _toast_says(page, "DIFFSKETCH_SD_MODEL")
+    failed = 3
     if page.get_by_role("tab", name="Draw strokes").count():
         page.get_by_role("tab", name="Draw strokes").click()
         page.get_by_role("button", name="Draw", exact=True).click()
@@ -97,3 +98,8 @@ def test_every_tab_first_click_works_or_names_the_setting(fresh_page):
         page.locator("#rectify-guidance").get_by_text("LPIPS is not available").wait_for(timeout=30_000)
         page.get_by_role("button", name="Rectify", exact=True).click()  # nothing drawn yet
         _toast_says(page, "draw something first")
+        failed += 1
+    # Gradio marks a failed click with an "Error" badge: on its result area only, not on every output
+    badges = page.get_by_text("Error", exact=True)
+    page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')")  # toasts say Error too
+    assert badges.count() == failed

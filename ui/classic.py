@@ -60,4 +60,4 @@ def build() -> None:
         gr.Examples(examples, inputs=[photo], label="Example photos")
     method.change(method_note, [method], [method_info])
     run.click(classic_sketch, [photo, method], [sketch, download, info], api_name="classic_sketch",
-              concurrency_limit=2)
+              concurrency_limit=2, show_progress_on=sketch)

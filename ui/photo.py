@@ -116,5 +116,5 @@ def build(backbone: gr.State, style_state: gr.State) -> gr.Markdown:
             note = gr.Markdown()
     run.click(photos_to_sketches, [files, size, weight, threshold, transparent, style_state, backbone, caption, fast,
                                    captioner, mirror],
-              [gallery, download, note], concurrency_limit=1, concurrency_id="gpu")
+              [gallery, download, note], concurrency_limit=1, concurrency_id="gpu", show_progress_on=gallery)
     return banner

@@ -229,6 +229,6 @@ def build(backbone: gr.State) -> PictureTab:
     go.click(generate_pictures, [sketch, prompt, negative, use_control, control_source, control_scale, sketch_scale,
                                  lpips_weight, strength, steps, cfg, seed, width, height, count, lora_file, backbone],
              [status, gallery, sketches, files], api_name="sketch_to_picture", concurrency_limit=1,
-             concurrency_id="gpu", trigger_mode="once")
+             concurrency_id="gpu", trigger_mode="once", show_progress_on=gallery)
     stop.click(stop_pictures, None, [status], concurrency_limit=None)
     return PictureTab(banner, sketch, steps)

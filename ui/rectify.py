@@ -106,5 +106,5 @@ def build() -> tuple[gr.Button, gr.Image, gr.Image, gr.HTML]:
     send = gr.Button("Send to Sketch -> Picture")
     auto.change(lambda a: gr.update(interactive=not a), [auto], [strength])
     go.click(rectify_sketch, [canvas, upload, cls, mode, strength, guidance, seed, auto, pull],
-             [before, after, animated, info, files], api_name="rectify", concurrency_limit=2)
+             [before, after, animated, info, files], api_name="rectify", concurrency_limit=2, show_progress_on=after)
     return send, after, upload, canvas

@@ -69,5 +69,5 @@ def build() -> tuple[gr.Button, gr.Gallery]:
             files = gr.File(label="Downloads (zip, npz, SVG)", file_count="multiple")
             send = gr.Button("Send the first sketch to Sketch -> Picture")
     go.click(draw_strokes, [cls, count, sampler, seed, cg], [gallery, preview, info, files], api_name="draw_strokes",
-             concurrency_limit=2)
+             concurrency_limit=2, show_progress_on=gallery)
     return send, gallery

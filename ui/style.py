@@ -532,12 +532,12 @@ def build(backbone: gr.State, style_state: gr.State) -> tuple[gr.Markdown, gr.Sl
                               adv_control_image, adv_control_steps, adv_lora, adv_amalgamate, adv_seeds, adv_fine,
                               adv_uncond, adv_captioner, adv_ip, prior, more_photos, runs],
                 [status, prev_ex, prev_sa, download, style_state, train], concurrency_limit=1,
-                concurrency_id="gpu", trigger_mode="once")
+                concurrency_id="gpu", trigger_mode="once", show_progress_on=status)
     stop.click(stop_training, None, [status], concurrency_limit=None)
     upload.upload(upload_style, [upload, backbone], [style_state, upload_status])
     for trigger in (distil_files.change, distil_steps.change):
         trigger(distil_estimate, [distil_files, distil_steps], [distil_note])
     distil.click(distil_style, [distil_files, distil_steps, style_state, backbone], [distil_status, download, style_state],
-                 concurrency_limit=1, concurrency_id="gpu", trigger_mode="once")
+                 concurrency_limit=1, concurrency_id="gpu", trigger_mode="once", show_progress_on=distil_status)
     distil_stop.click(stop_distil, None, [distil_status], concurrency_limit=None)
     return banner, iterations
