@@ -108,9 +108,11 @@ def load_lpips(device: str | torch.device = "cpu") -> nn.Module:
         try:
             return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)
         except Exception as exc:
+            # urllib's URLError is an OSError: offline, the usual case here, deserves words, not a class name
+            why = "no connection to download them" if isinstance(exc, OSError) else f"downloading them failed: {exc}"
             raise MissingWeightsError(
                 f"LPIPS needs AlexNet weights: set {settings.WEIGHTS_DIR_ENV} to a folder with "
-                f"lpips/alexnet_features.safetensors ({type(exc).__name__} while downloading them).") from exc
+                f"lpips/alexnet_features.safetensors ({why}).") from exc
     path = root / "lpips" / "alexnet_features.safetensors"
     if not path.is_file():
         raise MissingWeightsError(f"LPIPS AlexNet weights not found at {path} ({settings.WEIGHTS_DIR_ENV}={root}).")

@@ -1,7 +1,12 @@
+import urllib.error
+
+import lpips
 import numpy as np
 import pytest
 
+from diffsketch_core.errors import MissingWeightsError
 from diffsketch_core.metrics import frechet_distance, recognition
+from diffsketch_core.perceptual import load_lpips
 
 
 def test_frechet_distance_zero_for_same_set_and_grows_with_shift():
@@ -14,3 +19,18 @@ def test_frechet_distance_zero_for_same_set_and_grows_with_shift():
 
 def test_recognition():
     assert recognition(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("exc, said", [
+    (urllib.error.URLError("[Errno -3] name resolution"), "(no connection to download them)"),
+    (RuntimeError("bad zip"), "(downloading them failed: bad zip)")])
+def test_lpips_without_weights_says_what_to_set_and_why_in_words(monkeypatch, exc, said):
+    monkeypatch.delenv("DIFFSKETCH_WEIGHTS_DIR", raising=False)
+
+    def no_download(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(lpips, "LPIPS", no_download)
+    with pytest.raises(MissingWeightsError) as err:
+        load_lpips()
+    assert "DIFFSKETCH_WEIGHTS_DIR" in str(err.value) and said in str(err.value) and "URLError" not in str(err.value)
