@@ -28,6 +28,7 @@ from ..errors import BadInputError
 from ..images import load_image
 from .distill import PhotoFolder, scan_photos
 
+
 def photo_rng(name: str, draw: int = 0) -> random.Random:
     # draw 0 is seeded by the bare name, so the views of the first runs stay reproducible byte for byte
     key = name if draw == 0 else f"{name}#{draw}"
