@@ -74,6 +74,15 @@ def tiny_clip(seed: int = 0) -> ClipImageEncoder:
 
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet, which lpips loads when no weights folder is set
+LPIPS_WEIGHTS = "lpips/alexnet_features.safetensors"  # the AlexNet convs inside the weights folder
+
+
+def _alexnet_missing(why: str) -> str:
+    return f"LPIPS needs AlexNet weights: set {settings.WEIGHTS_DIR_ENV} to a folder with {LPIPS_WEIGHTS} ({why})."
+
+
+def _alexnet_not_found(path: Path, root: Path) -> str:
+    return f"LPIPS AlexNet weights not found at {path} ({settings.WEIGHTS_DIR_ENV}={root})."
 
 
 def lpips_needs() -> str | None:
@@ -83,12 +92,11 @@ def lpips_needs() -> str | None:
     except MissingWeightsError as exc:
         return str(exc)
     if root is not None:
-        path = root / "lpips" / "alexnet_features.safetensors"
-        return None if path.is_file() else f"LPIPS AlexNet weights not found at {path} ({settings.WEIGHTS_DIR_ENV})."
+        path = root / LPIPS_WEIGHTS
+        return None if path.is_file() else _alexnet_not_found(path, root)
     if (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE).is_file():
         return None
-    return (f"LPIPS needs AlexNet weights: set {settings.WEIGHTS_DIR_ENV} to a folder with "
-            "lpips/alexnet_features.safetensors (torchvision downloads them at first use when online).")
+    return _alexnet_missing("torchvision downloads them at first use when online")
 
 
 def sketch_lpips(lpips_model: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -110,12 +118,10 @@ def load_lpips(device: str | torch.device = "cpu") -> nn.Module:
         except Exception as exc:
             # urllib's URLError is an OSError: offline, the usual case here, deserves words, not a class name
             why = "no connection to download them" if isinstance(exc, OSError) else f"downloading them failed: {exc}"
-            raise MissingWeightsError(
-                f"LPIPS needs AlexNet weights: set {settings.WEIGHTS_DIR_ENV} to a folder with "
-                f"lpips/alexnet_features.safetensors ({why}).") from exc
-    path = root / "lpips" / "alexnet_features.safetensors"
+            raise MissingWeightsError(_alexnet_missing(why)) from exc
+    path = root / LPIPS_WEIGHTS
     if not path.is_file():
-        raise MissingWeightsError(f"LPIPS AlexNet weights not found at {path} ({settings.WEIGHTS_DIR_ENV}={root}).")
+        raise MissingWeightsError(_alexnet_not_found(path, root))
     model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     convs = load_file(str(path))  # torchvision names: features.{0,3,6,8,10}.{weight,bias}
     slices = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}

@@ -6,7 +6,7 @@ import pytest
 
 from diffsketch_core.errors import MissingWeightsError
 from diffsketch_core.metrics import frechet_distance, recognition
-from diffsketch_core.perceptual import load_lpips
+from diffsketch_core.perceptual import load_lpips, lpips_needs
 
 
 def test_frechet_distance_zero_for_same_set_and_grows_with_shift():
@@ -34,3 +34,12 @@ def test_lpips_without_weights_says_what_to_set_and_why_in_words(monkeypatch, ex
     with pytest.raises(MissingWeightsError) as err:
         load_lpips()
     assert "DIFFSKETCH_WEIGHTS_DIR" in str(err.value) and said in str(err.value) and "URLError" not in str(err.value)
+
+
+def test_lpips_with_a_weights_folder_lacking_alexnet_names_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIFFSKETCH_WEIGHTS_DIR", str(tmp_path))
+    expected = str(tmp_path / "lpips" / "alexnet_features.safetensors")
+    assert expected in lpips_needs()
+    with pytest.raises(MissingWeightsError, match="not found at") as err:
+        load_lpips()
+    assert str(err.value) == lpips_needs()
