@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image, ImageOps
 
 
 def average(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
@@ -24,3 +26,15 @@ def average(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Te
     pair = out.unflatten(0, (2, -1))  # (2, B, ...): the plain pass, then the mirrored one
     return (pair[0] + pair[1].flip(-1)) / 2
 
+
+
+def averaged_sketcher(sketch: Callable[[Image.Image], np.ndarray]) -> Callable[[Image.Image], np.ndarray]:
+    """The same average for a photo -> ink function that is not one batched pass (any distillation teacher):
+    its ink for the photo averaged with its ink for the mirrored photo, mirrored back."""
+
+    def averaged(img: Image.Image) -> np.ndarray:
+        plain = np.asarray(sketch(img), dtype=np.float32)
+        mirrored = np.asarray(sketch(ImageOps.mirror(img)), dtype=np.float32)
+        return (plain + mirrored[:, ::-1]) / 2
+
+    return averaged

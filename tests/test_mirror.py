@@ -1,12 +1,14 @@
 """Mirror averaging (diffsketch_core/mirror.py): the mean of a pass and a mirrored pass, one batch of a network or
 of its ONNX Runtime graph."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from diffsketch_core import onnx_runtime
-from diffsketch_core.mirror import average
+from diffsketch_core.mirror import average, averaged_sketcher
 
 
 class _TwoInputs(nn.Module):
@@ -54,3 +56,16 @@ def test_it_runs_around_an_onnx_graph_with_free_batch_and_sizes():
         small, big = torch.rand(b, 3, h, w), torch.rand(b, 3, 2 * h, 2 * w)
         with torch.no_grad():
             torch.testing.assert_close(average(run, small, big), _by_hand(net, small, big), atol=1e-5, rtol=0)
+
+
+def test_a_sketcher_is_averaged_with_its_mirrored_photo_mirrored_back():
+    def leftish(img):  # ink from the red channel plus a ramp that darkens to the left: not mirror-symmetric
+        red = np.asarray(img, dtype=np.float32)[..., 0] / 255
+        return red + np.linspace(1, 0, img.width, dtype=np.float32)[None]
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    img = Image.fromarray(rgb)
+    out = averaged_sketcher(leftish)(img)
+    red = rgb[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(out, (red + red) / 2 + 0.5, atol=1e-6)  # the ramp and its mirror average to 0.5
+    assert out.shape == (6, 9) and out.dtype == np.float32

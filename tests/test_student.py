@@ -287,6 +287,25 @@ def test_cli_says_what_is_wrong(tmp_path, photo_folder, capsys):
     assert "too small" in capsys.readouterr().err
 
 
+def test_mirror_teacher_caches_the_mean_of_the_photo_and_its_mirror(photo_folder, tmp_path, monkeypatch):
+    def leftish(img):  # half the red channel plus a ramp that darkens to the left: not mirror-symmetric
+        red = np.asarray(img, dtype=np.float32)[..., 0] / 255
+        return red / 2 + np.linspace(0.5, 0, img.width, dtype=np.float32)[None]
+
+    monkeypatch.setattr(distill, "make_teacher", lambda name: leftish)
+    common = ["--photos", str(photo_folder), "--teacher", "leftish", "--sizes", "native"]
+    assert distill.main([*common, "--cache", str(tmp_path / "plain")]) == 0
+    assert distill.main([*common, "--mirror-teacher", "--cache", str(tmp_path / "mirrored")]) == 0
+    keys = distill.cached_pairs(tmp_path / "mirrored")
+    assert len(keys) == 3
+    for key in keys:
+        red = np.asarray(Image.open(tmp_path / "mirrored" / f"{key}.photo.png"), dtype=np.float32)[..., 0] / 255
+        ink, plain = (np.asarray(Image.open(tmp_path / c / f"{key}.ink.png"), dtype=np.float32) / 255
+                      for c in ("mirrored", "plain"))
+        assert np.abs(ink - (red / 2 + 0.25)).max() <= 0.5 / 255 + 1e-6  # the ramp and its mirror average to 0.25
+        assert np.abs(plain - ink).max() > 0.2  # without the flag the ramp stays
+
+
 def test_init_from_warm_starts_a_new_run_from_an_export(photo_folder, tmp_path, capsys):
     common = ["--photos", str(photo_folder), "--teacher", "xdog", "--cache", str(tmp_path / "cache"), "--batch", "4",
               "--crop", "32", "--lpips", "0", "--lr", "3e-3", "--threads", "1"]

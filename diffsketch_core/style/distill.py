@@ -7,7 +7,9 @@ Two stages, both resumable and both runnable under HF Accelerate (one process or
    (process r of n takes jobs r, r + n, ...), so n processes write exactly the pairs one process would, each
    once. A photo the teacher fails on is recorded as failed (and skipped), the rest go on; a rerun skips what
    is already there. Training takes every pair in the cache, so pairs of other photos can join it
-   (views.py makes zoomed and turned views of the same photos for that).
+   (views.py makes zoomed and turned views of the same photos for that). `--mirror-teacher` caches the teacher's
+   sketch averaged with that of the mirrored photo (mirror.py): with `--teacher fast` the shipped student's
+   two-pass sketch, the pseudo pairs that taught its own single pass in run 16 (checkpoints/README).
 2. train: random crops (with flips) of the cached pairs, L1 + LPIPS(alex) (+ an optional edge-weighted L1) between
    the student's sketch and the teacher's. The global batch of step s is a pure function of (seed, s), and
    process r takes its slots r, r + n, ...: no duplicated samples, and a resumed run sees the batches it would
@@ -42,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import cli
+from .. import cli, mirror
 from ..checkpoints import save_fp16
 from ..errors import BadInputError, DiffSketchError, check_settings
 from ..images import load_image
@@ -583,6 +585,8 @@ def _parser() -> argparse.ArgumentParser:
     p = cli.parser("diffsketch_core.style.distill", __doc__)
     p.add_argument("--photos", required=True, help="folder of photos (searched recursively)")
     p.add_argument("--teacher", default="hed", help="hed | pidinet | xdog | canny | fast | a style folder (SD or CPU)")
+    p.add_argument("--mirror-teacher", action="store_true", help="average the teacher's sketch with that of the "
+                   "mirrored photo (mirror.py; twice the teacher time)")
     p.add_argument("--cache", required=True, help="folder for the teacher pairs (resumable)")
     p.add_argument("--run-dir", dest="run", help="folder for the resumable training state; omit to only build the cache")
     p.add_argument("--out", help="export the trained student here (fp16 safetensors + config.json)")
@@ -618,6 +622,8 @@ def _main(args: argparse.Namespace) -> int:
     if acc.is_main_process and found.skipped:
         cli.note(found.skipped_note())
     teacher = make_teacher(args.teacher)
+    if args.mirror_teacher:
+        teacher = mirror.averaged_sketcher(teacher)
     total = len(found.photos) * len(sizes)
 
     def cache_event(e: dict) -> None:
@@ -642,8 +648,8 @@ def _main(args: argparse.Namespace) -> int:
     model = train_student(args.cache, args.run, cfg, train_event, accelerator=acc)
     meta = json.loads((Path(args.run) / "state.json").read_text())
     if args.out and acc.is_main_process and meta["step"] >= meta["config"]["steps"]:
-        rec = {"teacher": args.teacher, "photos": str(args.photos), "sizes": args.sizes,
-               "pairs": meta["pairs"], "skipped_files": len(found.skipped), "failed": len(failed),
+        rec = {"teacher": args.teacher, "mirror_teacher": args.mirror_teacher, "photos": str(args.photos),
+               "sizes": args.sizes, "pairs": meta["pairs"], "skipped_files": len(found.skipped), "failed": len(failed),
                "steps": meta["step"], "train_seconds": round(meta["seconds"]), "processes": meta["processes"],
                "config": meta["config"], "final": meta["history"][-1] if meta["history"] else None,
                **({"warm_start": warm} if warm else {})}
