@@ -27,7 +27,6 @@ def average(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Te
     return (pair[0] + pair[1].flip(-1)) / 2
 
 
-
 def averaged_sketcher(sketch: Callable[[Image.Image], np.ndarray]) -> Callable[[Image.Image], np.ndarray]:
     """The same average for a photo -> ink function that is not one batched pass (any distillation teacher):
     its ink for the photo averaged with its ink for the mirrored photo, mirrored back."""
