@@ -9,7 +9,7 @@ Two stages, both resumable and both runnable under HF Accelerate (one process or
    is already there. Training takes every pair in the cache, so pairs of other photos can join it
    (views.py makes zoomed and turned views of the same photos for that). `--mirror-teacher` caches the teacher's
    sketch averaged with that of the mirrored photo (mirror.py): with `--teacher fast` the shipped student's
-   two-pass sketch, the pseudo pairs that taught its own single pass in run 16 (checkpoints/README).
+   two-pass sketch: pseudo pairs for its own single pass (part of run 16's data, checkpoints/README).
 2. train: random crops (with flips) of the cached pairs, L1 + LPIPS(alex) (+ an optional edge-weighted L1) between
    the student's sketch and the teacher's. The global batch of step s is a pure function of (seed, s), and
    process r takes its slots r, r + n, ...: no duplicated samples, and a resumed run sees the batches it would
