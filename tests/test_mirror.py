@@ -58,14 +58,17 @@ def test_it_runs_around_an_onnx_graph_with_free_batch_and_sizes():
             torch.testing.assert_close(average(run, small, big), _by_hand(net, small, big), atol=1e-5, rtol=0)
 
 
-def test_a_sketcher_is_averaged_with_its_mirrored_photo_mirrored_back():
-    def leftish(img):  # ink from the red channel plus a ramp that darkens to the left: not mirror-symmetric
-        red = np.asarray(img, dtype=np.float32)[..., 0] / 255
-        return red + np.linspace(1, 0, img.width, dtype=np.float32)[None]
+def leftish(img: Image.Image) -> np.ndarray:
+    """A sketcher that is not mirror-symmetric: half the red channel plus a ramp from 0.5 at the left to 0; its
+    mirror average is half the red channel plus 0.25 (test_student.py's --mirror-teacher test uses it too)."""
+    red = np.asarray(img, dtype=np.float32)[..., 0] / 255
+    return red / 2 + np.linspace(0.5, 0, img.width, dtype=np.float32)[None]
 
+
+def test_a_sketcher_is_averaged_with_its_mirrored_photo_mirrored_back():
     rgb = np.random.default_rng(0).integers(0, 256, (6, 9, 3), dtype=np.uint8)
     img = Image.fromarray(rgb)
     out = averaged_sketcher(leftish)(img)
     red = rgb[..., 0].astype(np.float32) / 255
-    np.testing.assert_allclose(out, red + 0.5, atol=1e-6)  # the ramp and its mirror average to 0.5
+    np.testing.assert_allclose(out, red / 2 + 0.25, atol=1e-6)  # the ramp and its mirror average to 0.25
     assert out.shape == (6, 9) and out.dtype == np.float32

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from conftest import ROOT, ink_mask
 from test_app import req, uploaded
+from test_mirror import leftish
 from diffsketch_core import onnx_runtime
 from diffsketch_core.errors import BadInputError
 from diffsketch_core.extractors import extract_sketch, needs, ready_methods
@@ -288,10 +289,6 @@ def test_cli_says_what_is_wrong(tmp_path, photo_folder, capsys):
 
 
 def test_mirror_teacher_caches_the_mean_of_the_photo_and_its_mirror(photo_folder, tmp_path, monkeypatch):
-    def leftish(img):  # half the red channel plus a ramp that darkens to the left: not mirror-symmetric
-        red = np.asarray(img, dtype=np.float32)[..., 0] / 255
-        return red / 2 + np.linspace(0.5, 0, img.width, dtype=np.float32)[None]
-
     monkeypatch.setattr(distill, "make_teacher", lambda name: leftish)
     common = ["--photos", str(photo_folder), "--teacher", "leftish", "--sizes", "native"]
     assert distill.main([*common, "--cache", str(tmp_path / "plain")]) == 0
