@@ -3,8 +3,8 @@
 A network trained on mirrored copies of its examples (CPU styles, the Fast student) should draw a mirrored photo
 as the mirror of its drawing, but it is only near that: where it hesitates over a faint edge, the two passes
 disagree, and their mean keeps what both draw. Measured on BSDS500 test photos (README): CPU styles' LPIPS to
-their target 0.216 -> 0.211 over the one-shot benchmark's 9 runs (8 better), the Fast student's to HED 0.1016 ->
-0.0984; it costs a second pass (both run as one batch of two: a 512x512 photo in a CPU style 0.40 -> 0.82 s on 2
+their target 0.216 -> 0.211 over the one-shot benchmark's 9 runs (8 better), the Fast student's to HED 0.0933 ->
+0.0899; it costs a second pass (both run as one batch of two: a 512x512 photo in a CPU style 0.40 -> 0.82 s on 2
 threads). A style whose drawing has a direction (hatching at 45 degrees) would
 be blurred by it, but such a style cannot be learned here anyway: training mirrors the example too.
 """
